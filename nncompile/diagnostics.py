@@ -1,0 +1,88 @@
+"""Diagnostics: every fault a user can cause ends here, rendered as
+
+    FILE:LINE:COL: error: WHAT
+        source line
+        ^
+    hint: HOW TO FIX
+
+CompileError carries one or more Diagnostics (semantic checks collect all of
+them before stopping); DataError names a data file and, where known, a row.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A position in a .nn file: 1-based line and column."""
+    file: str
+    line: int
+    column: int
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span | None
+    message: str
+    hint: str | None = None
+
+    def render(self, source: str | None = None) -> str:
+        where = f"{self.span}: " if self.span else ""
+        lines = [f"{where}error: {self.message}"]
+        if self.span and source is not None:
+            text = source.splitlines()
+            if 1 <= self.span.line <= len(text):
+                src = text[self.span.line - 1].rstrip("\r\n").replace("\t", " ")
+                width = 1
+                if self.span.end_column and self.span.end_column > self.span.column:
+                    width = self.span.end_column - self.span.column
+                lines.append("    " + src)
+                lines.append("    " + " " * (self.span.column - 1) + "^" * width)
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class NNCompileError(Exception):
+    """Base of the errors a user can cause; str() is the full rendered text."""
+
+
+class CompileError(NNCompileError):
+    """A model that cannot be compiled; holds every diagnostic found."""
+
+    def __init__(self, diagnostics: list[Diagnostic], source: str | None = None):
+        self.diagnostics = list(diagnostics)
+        self.source = source
+        super().__init__("\n".join(d.render(source) for d in self.diagnostics))
+
+
+class DataError(NNCompileError):
+    """A data, weights or input file that does not fit: names the file and the row."""
+
+    def __init__(self, message: str, file: str | None = None, row: int | None = None,
+                 hint: str | None = None):
+        self.file, self.row, self.hint = file, row, hint
+        where = ""
+        if file is not None:
+            where = f"{file}:{row}: " if row is not None else f"{file}: "
+        text = f"{where}error: {message}"
+        if hint:
+            text += f"\nhint: {hint}"
+        super().__init__(text)
+
+
+def closest(name: str, candidates) -> str | None:
+    """The defined name nearest to a misspelt one, or None when nothing is close."""
+    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    best = closest(name, candidates)
+    return f"did you mean '{best}'?" if best else None
