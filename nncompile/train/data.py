@@ -1,0 +1,419 @@
+"""Training data: built-in sets, data files, and their preparation for a model.
+
+Conventions:
+
+* A Dataset holds what was loaded, unshaped: `x` is float32 (n, features...)
+  as stored (2-D for csv and the built-in sets, (n, 28, 28) for MNIST idx);
+  `y` is either integer class labels (n,) (`labels` True) or float32 values
+  (n, k).
+* `prepare` fits a Dataset to a model: each example is reshaped to the input
+  shape, labels become one-hot rows (target with one entry per class) or a
+  float column (target [1]), a seeded permutation picks the held-out rows, and
+  normalisation statistics come from the training rows only.
+* Every fault the user can cause raises `DataError` naming the file and,
+  for csv, the 1-based line.
+* Everything random draws from `np.random.default_rng(seed)`: the same seed
+  gives the same arrays.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nncompile.diagnostics import DataError, did_you_mean
+
+BUILTIN: tuple[str, ...] = ("and", "or", "nand", "xor", "digits", "circles", "spiral", "sine")
+NORMALIZE: tuple[str, ...] = ("none", "minmax", "standardize")
+SUPPORTED = (".csv, .npz, MNIST idx files (.idx, *-ubyte, optionally .gz), "
+             "or a folder holding train-images-idx3-ubyte and train-labels-idx1-ubyte")
+
+_GATES = {"and": (0, 0, 0, 1), "or": (0, 1, 1, 1), "nand": (1, 1, 1, 0), "xor": (0, 1, 1, 0)}
+_DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits.npz"
+_IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
+
+
+@dataclass
+class Dataset:
+    x: np.ndarray          # float32 (n, features...) as stored
+    y: np.ndarray          # int64 labels (n,) when labels, else float32 (n, k)
+    labels: bool           # True when y holds class labels
+    source: str            # 'xor', 'digits' or the file path, for messages
+    default_split: float   # 0.0 for the gates, 0.2 for everything else
+
+
+@dataclass
+class Split:
+    """float32, C-contiguous; x is (n, *input_shape), y is (n, *target_shape)."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+# ---------------------------------------------------------------- built-in sets
+
+def load_builtin(name: str, seed: int) -> Dataset:
+    """A built-in set; the generated ones (circles, spiral, sine) depend on seed.
+
+    Gates: the rows (0,0),(0,1),(1,0),(1,1), y float (4, 1).
+    digits: UCI 8x8 digits, x (1797, 64) in 0..16, labels 0..9.
+    circles: 400 points, 200 on radius 1 (label 0) then 200 on radius 0.5
+    (label 1), uniform angles, gaussian noise 0.08 on both coordinates.
+    spiral: the CS231n spiral, 3 classes x 100 points in class order, labels 0..2.
+    sine: 256 points, x uniform in [-pi, pi], y = sin(x), both (256, 1).
+    """
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    if name in _GATES:
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=f32)
+        y = np.array(_GATES[name], dtype=f32).reshape(4, 1)
+        return Dataset(x, y, False, name, 0.0)
+    if name == "digits":
+        with np.load(_DIGITS, allow_pickle=False) as z:
+            x, y = z["x"].astype(f32), z["y"].astype(np.int64)
+        return Dataset(x, y, True, name, 0.2)
+    if name == "circles":
+        theta = rng.uniform(0.0, 2 * np.pi, 400)
+        radius = np.repeat([1.0, 0.5], 200)
+        x = np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1)
+        x += rng.normal(0.0, 0.08, x.shape)
+        return Dataset(x.astype(f32), np.repeat([0, 1], 200).astype(np.int64), True, name, 0.2)
+    if name == "spiral":
+        parts = []
+        for k in range(3):
+            r = np.linspace(0.0, 1.0, 100)
+            t = np.linspace(4.0 * k, 4.0 * k + 4.0, 100) + rng.normal(0.0, 0.2, 100)
+            parts.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
+        y = np.repeat(np.arange(3), 100).astype(np.int64)
+        return Dataset(np.concatenate(parts).astype(f32), y, True, name, 0.2)
+    if name == "sine":
+        x = rng.uniform(-np.pi, np.pi, (256, 1))
+        return Dataset(x.astype(f32), np.sin(x).astype(f32), False, name, 0.2)
+    raise _unknown_builtin(name)
+
+
+def _unknown_builtin(name: str) -> DataError:
+    known = "built-in sets: " + ", ".join(BUILTIN) + '; a file path goes in quotes'
+    guess = did_you_mean(name, BUILTIN)
+    return DataError(f"unknown data set '{name}'", hint=f"{guess} {known}" if guess else known)
+
+
+def load(spec: str, is_path: bool, seed: int, n_features: int, n_targets: int) -> Dataset:
+    """`data = NAME` (is_path False) or `data = "PATH"` (is_path True)."""
+    if is_path:
+        return load_file(spec, n_features, n_targets)
+    if spec not in BUILTIN:
+        raise _unknown_builtin(spec)
+    return load_builtin(spec, seed)
+
+
+# ---------------------------------------------------------------- files
+
+def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
+    """Load by extension: .csv, .npz, MNIST idx (optionally gzip), or an MNIST folder.
+
+    n_features / n_targets are the element counts of the model's input and
+    target; csv needs them to split its columns, the other formats ignore them
+    except that a 1-D integer npz `y` counts as class labels when n_targets > 1.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError("no such file or folder", file=path,
+                        hint=f"looked for {p.resolve()}; supported: {SUPPORTED}")
+    if p.is_dir():
+        return _load_mnist_dir(path)
+    name = p.name.lower()
+    base = name[:-3] if name.endswith(".gz") else name
+    if name.endswith(".csv"):
+        return _load_csv(path, n_features, n_targets)
+    if name.endswith(".npz"):
+        return _load_npz(path, n_targets)
+    if re.search(r"(\.idx\d?|ubyte)$", base):
+        return _load_idx_pair(path, _labels_path(path))
+    raise DataError(f"unsupported data file type '{p.suffix or p.name}'", file=path,
+                    hint=f"supported: {SUPPORTED}")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _number(cell: str) -> float | None:
+    """The finite float in a csv cell, or None."""
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _load_csv(path: str, nf: int, nt: int) -> Dataset:
+    """Comma separated, optional header, the last columns are the target.
+
+    A row has nf + nt columns (float targets) or, when nt > 1, nf + 1 columns
+    (the last one an integer class label 0..nt-1); all rows use the same form.
+    The first row is a header when it has a non-numeric cell and the second
+    row (if any) is all numeric. Blank lines are skipped.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, row) for row in reader
+                    if any(c.strip() for c in row)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read as csv text: {e}", file=path) from None
+    if not rows:
+        raise DataError("the file is empty", file=path,
+                        hint="a csv row holds the input values, then the target values")
+
+    def numeric(row):
+        return all(_number(c) is not None for c in row)
+
+    if not numeric(rows[0][1]) and (len(rows) == 1 or numeric(rows[1][1])):
+        rows = rows[1:]                                     # a header
+        if not rows:
+            raise DataError("the file has a header but no data rows", file=path)
+
+    forms = {nf + nt: f"{nf + nt} ({_plural(nf, 'feature')} + {_plural(nt, 'target')})"}
+    if nt > 1:
+        forms[nf + 1] = f"{nf + 1} ({_plural(nf, 'feature')} + 1 class label)"
+    first_line, first = rows[0]
+    width = len(first)
+    values = []
+    for line, row in rows:
+        if len(row) != width or width not in forms:
+            need = forms[width] if width in forms else " or ".join(forms.values())
+            hint = None
+            if len(row) == 1 and (";" in row[0] or "\t" in row[0]):
+                hint = "cells must be separated by commas"
+            elif width in forms and nt > 1:
+                hint = f"line {first_line} has {width} columns; every row needs the same layout"
+            raise DataError(f"row has {_plural(len(row), 'column')}; the model needs {need}",
+                            file=path, row=line, hint=hint)
+        try:
+            vals = [float(c) for c in row]
+        except ValueError:
+            vals = None
+        if vals is None or not all(map(math.isfinite, vals)):
+            col = next(i for i, c in enumerate(row) if _number(c) is None)
+            raise DataError(f"column {col + 1}: '{row[col].strip()}' is not a finite number",
+                            file=path, row=line)
+        values.append(vals)
+    data = np.asarray(values, dtype=np.float64)
+    x = data[:, :nf].astype(np.float32)
+    if width == nf + nt:
+        return Dataset(x, data[:, nf:].astype(np.float32), False, path, 0.2)
+    last = data[:, nf]
+    for (line, row), v in zip(rows, last):
+        if v != int(v) or not 0 <= v < nt:
+            raise DataError(f"class label '{row[-1].strip()}' is not an integer in 0..{nt - 1}",
+                            file=path, row=line,
+                            hint=f"with {width} columns the last one is a class label "
+                                 f"for the {nt}-entry target")
+    return Dataset(x, last.astype(np.int64), True, path, 0.2)
+
+
+def _load_npz(path: str, nt: int) -> Dataset:
+    """Arrays `x` (n, features...) and `y`: a 1-D integer y is class labels when
+    nt > 1, any other y is float values reshaped to (n, k)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a DataError
+        raise DataError(f"not a readable .npz file ({e})", file=path) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError("not an .npz archive (a single array?)", file=path,
+                        hint="save with np.savez(path, x=inputs, y=targets)")
+    with z:
+        missing = [k for k in ("x", "y") if k not in z.files]
+        if missing:
+            found = ", ".join(z.files) or "none"
+            raise DataError(f"no array '{missing[0]}' in the archive (found: {found})",
+                            file=path, hint="save with np.savez(path, x=inputs, y=targets)")
+        try:
+            x, y = z["x"], z["y"]
+        except ValueError as e:
+            raise DataError(f"cannot read the arrays ({e})", file=path) from None
+    for key, a in (("x", x), ("y", y)):
+        if a.ndim == 0 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise DataError(f"array '{key}' must be numeric with one row per example "
+                            f"(it is {a.dtype} {list(a.shape)})", file=path)
+    if len(x) != len(y):
+        raise DataError(f"'x' has {len(x)} examples but 'y' has {len(y)}", file=path)
+    if len(x) == 0:
+        raise DataError("the arrays hold no examples", file=path)
+    if x.ndim == 1:
+        x = x.reshape(-1, 1)
+    x = x.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
+    if len(bad):
+        raise DataError(f"'x' example {bad[0][0]} holds a non-finite value", file=path)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and nt > 1:
+        return Dataset(x, y.astype(np.int64), True, path, 0.2)
+    y = y.reshape(len(y), -1).astype(np.float32)
+    if not np.isfinite(y).all():
+        raise DataError("'y' holds a non-finite value", file=path)
+    return Dataset(x, y, False, path, 0.2)
+
+
+def _labels_path(images: str) -> str:
+    """The MNIST labels file beside an images file (same name, images-idx3 ->
+    labels-idx1, or images.idx3 -> labels.idx1), with or without .gz."""
+    p = Path(images)
+    name = p.name
+    for a, b in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1")):
+        if a in name:
+            guess = p.with_name(name.replace(a, b))
+            other = Path(str(guess)[:-3]) if guess.name.endswith(".gz") else Path(f"{guess}.gz")
+            return str(other if not guess.exists() and other.exists() else guess)
+    if "labels-idx1" in name or "labels.idx1" in name:
+        raise DataError("this is the labels file; give the images file", file=images,
+                        hint="the labels are found from the images file's name")
+    raise DataError("cannot tell where the labels file is", file=images,
+                    hint="name the images file like train-images-idx3-ubyte; the labels "
+                         "are read from train-labels-idx1-ubyte beside it")
+
+
+def _load_mnist_dir(folder: str) -> Dataset:
+    d = Path(folder)
+    found = {}
+    for kind in ("images-idx3", "labels-idx1"):
+        names = [d / f"train-{kind}-ubyte", d / f"train-{kind}-ubyte.gz"]
+        hit = [n for n in names if n.is_file()]
+        if not hit:
+            raise DataError(f"the folder has no train-{kind}-ubyte[.gz]", file=folder,
+                            hint=f"a data folder holds MNIST idx files; supported: {SUPPORTED}")
+        found[kind] = str(hit[0])
+    return _load_idx_pair(found["images-idx3"], found["labels-idx1"])
+
+
+def _read_idx(path: str, magic: int) -> np.ndarray:
+    """One big-endian idx file of unsigned bytes (gzip detected by content)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError("no such file", file=path) from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"corrupt or truncated gzip data ({e})", file=path) from None
+    kind = "images" if magic == _IDX_IMAGES else "labels"
+    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
+        got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else "nothing"
+        raise DataError(f"bad idx magic number {got}; expected 0x{magic:08x} for {kind}",
+                        file=path, hint="is this an MNIST idx file of the right kind?")
+    ndim = magic & 0xFF
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise DataError(f"truncated idx file: {len(raw)} bytes, the header alone needs {head}",
+                        file=path)
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    need = head + math.prod(dims)
+    if len(raw) != need:
+        what = "truncated idx file" if len(raw) < need else "idx file longer than its header says"
+        raise DataError(f"{what}: {len(raw)} bytes, header {list(dims)} needs {need}", file=path)
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
+
+
+def _load_idx_pair(images: str, labels: str) -> Dataset:
+    """MNIST images (n, rows, cols) as raw float32 0..255, labels as integers."""
+    if not Path(labels).is_file():
+        raise DataError(f"the labels file {labels} is missing", file=images,
+                        hint="MNIST images need their labels file beside them")
+    x = _read_idx(images, _IDX_IMAGES)
+    y = _read_idx(labels, _IDX_LABELS)
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} images but {len(y)} labels in {labels}", file=images)
+    if len(x) == 0:
+        raise DataError("the file holds no images", file=images)
+    return Dataset(x.astype(np.float32), y.astype(np.int64), True, images, 0.2)
+
+
+# ---------------------------------------------------------------- preparation
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
+            normalize: str, seed: int) -> Split:
+    """Fit `ds` to a model with these input and target shapes (without batch).
+
+    The held-out rows are the first round(split * n) of
+    np.random.default_rng(seed).permutation(n); both parts keep the data's
+    row order. Normalisation is per feature of the flattened example, with
+    statistics from the training rows, applied to both parts: minmax maps
+    [min, max] to [0, 1] (constant features to 0), standardize subtracts the
+    mean and divides by the standard deviation (ddof 0; 0 counts as 1).
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    target_shape = tuple(int(d) for d in target_shape)
+    n = len(ds.x)
+    per, need = math.prod(ds.x.shape[1:]), math.prod(input_shape)
+    if per != need:
+        raise DataError(f"each example has {per} values but the model's input is "
+                        f"{_shape(input_shape)} ({_plural(need, 'value')})", file=ds.source)
+    x = np.asarray(ds.x, dtype=np.float32).reshape(n, per)
+
+    nt = math.prod(target_shape)
+    if ds.labels:
+        y = np.asarray(ds.y).astype(np.int64)
+        if nt > 1:
+            bad = np.flatnonzero((y < 0) | (y >= nt))
+            if len(bad):
+                raise DataError(f"class label {y[bad[0]]} of example {bad[0]} is outside "
+                                f"0..{nt - 1} for the target {_shape(target_shape)}",
+                                file=ds.source)
+            y = np.eye(nt, dtype=np.float32)[y]
+        elif nt == 1:
+            y = y.astype(np.float32).reshape(n, 1)
+        else:
+            raise DataError(f"class labels need a target with one entry per class; "
+                            f"the model's target is {_shape(target_shape)}", file=ds.source)
+    else:
+        y = np.asarray(ds.y, dtype=np.float32).reshape(n, -1)
+        if y.shape[1] != nt:
+            raise DataError(f"each target has {_plural(y.shape[1], 'value')} but the model's "
+                            f"target is {_shape(target_shape)} ({_plural(nt, 'value')})",
+                            file=ds.source)
+
+    if not 0.0 <= split < 1.0:
+        raise DataError(f"split {split} must be at least 0 and below 1", file=ds.source)
+    n_test = int(round(split * n))
+    if n - n_test < 1:
+        raise DataError(f"split {split} of {n} examples leaves no training rows",
+                        file=ds.source, hint="use a smaller split")
+    order = np.random.default_rng(seed).permutation(n)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    x_train, x_test = x[train], x[test]
+
+    if normalize == "minmax":
+        lo, hi = x_train.min(axis=0), x_train.max(axis=0)
+        span = hi - lo
+        const = span == 0
+        span[const] = 1.0
+        x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
+        x_train[:, const], x_test[:, const] = 0.0, 0.0
+    elif normalize == "standardize":
+        # statistics in float64, applied in float32
+        mean = x_train.mean(axis=0, dtype=np.float64)
+        std = x_train.std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        mean, std = mean.astype(np.float32), std.astype(np.float32)
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    elif normalize != "none":
+        guess = did_you_mean(normalize, NORMALIZE)
+        raise DataError(f"unknown normalize '{normalize}'",
+                        hint=(guess + " " if guess else "") + "choose none, minmax or standardize")
+
+    def out(a, shape):
+        return np.ascontiguousarray(a.reshape((len(a),) + shape), dtype=np.float32)
+
+    return Split(out(x_train, input_shape), out(y[train], target_shape),
+                 out(x_test, input_shape), out(y[test], target_shape))

@@ -1,0 +1,376 @@
+"""nncompile.train.data: built-in sets, file loaders, prepare()."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from datahelpers import write_csv, write_idx
+from nncompile.diagnostics import DataError
+from nncompile.train.data import (BUILTIN, Dataset, load, load_builtin, load_file,
+                                  prepare)
+
+
+# ---------------------------------------------------------------- built-in sets
+
+@pytest.mark.parametrize("name, ys", [("and", [0, 0, 0, 1]), ("or", [0, 1, 1, 1]),
+                                      ("nand", [1, 1, 1, 0]), ("xor", [0, 1, 1, 0])])
+def test_gates_exact(name, ys):
+    ds = load_builtin(name, seed=0)
+    assert ds.x.dtype == np.float32 and ds.y.dtype == np.float32
+    assert ds.x.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert ds.y.tolist() == [[v] for v in ys]
+    assert ds.labels is False and ds.source == name and ds.default_split == 0.0
+
+
+def test_digits():
+    ds = load_builtin("digits", seed=0)
+    assert ds.x.shape == (1797, 64) and ds.x.dtype == np.float32
+    assert ds.y.shape == (1797,) and np.issubdtype(ds.y.dtype, np.integer)
+    assert ds.labels is True and ds.default_split == 0.2
+    assert ds.x.min() == 0 and ds.x.max() == 16 and (ds.x == np.round(ds.x)).all()
+    assert np.bincount(ds.y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    # the first image of the UCI set is a 0
+    assert ds.y[0] == 0
+    assert ds.x[0, :8].tolist() == [0, 0, 5, 13, 9, 1, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["circles", "spiral", "sine"])
+def test_generated_sets_are_seeded(name):
+    a, b, c = load_builtin(name, 1), load_builtin(name, 1), load_builtin(name, 2)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert not np.array_equal(a.x, c.x)
+    assert a.x.dtype == np.float32 and a.default_split == 0.2
+
+
+def test_generated_set_shapes():
+    c = load_builtin("circles", 0)
+    assert c.x.shape == (400, 2) and c.labels and np.bincount(c.y).tolist() == [200, 200]
+    r = np.hypot(c.x[:, 0], c.x[:, 1])
+    assert abs(r[c.y == 0].mean() - 1.0) < 0.05 and abs(r[c.y == 1].mean() - 0.5) < 0.05
+    s = load_builtin("spiral", 0)
+    assert s.x.shape == (300, 2) and s.y.tolist() == [0] * 100 + [1] * 100 + [2] * 100
+    assert np.abs(s.x).max() <= 1.0 + 1e-6 and s.x[0].tolist() == [0.0, 0.0]
+    w = load_builtin("sine", 0)
+    assert w.x.shape == (256, 1) and w.y.shape == (256, 1) and not w.labels
+    assert w.x.min() >= -math.pi and w.x.max() <= math.pi
+    assert np.allclose(w.y, np.sin(w.x), atol=1e-6)
+
+
+def test_load_dispatch_and_unknown_name():
+    assert set(BUILTIN) == {"and", "or", "nand", "xor", "digits", "circles", "spiral", "sine"}
+    assert load("xor", False, 0, 2, 1).source == "xor"
+    with pytest.raises(DataError) as e:
+        load("digit", False, 0, 64, 10)
+    assert "unknown data set 'digit'" in str(e.value)
+    assert "did you mean 'digits'?" in e.value.hint
+
+
+# ---------------------------------------------------------------- csv
+
+def test_csv_without_header(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 0.5], [3, 4, 1.5]])
+    ds = load_file(str(p), 2, 1)
+    assert ds.x.tolist() == [[1, 2], [3, 4]] and ds.y.tolist() == [[0.5], [1.5]]
+    assert not ds.labels and ds.source == str(p) and ds.default_split == 0.2
+
+
+def test_csv_with_header_and_two_targets(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 3, 4], [5, 6, 7, 8]], header=["a", "b", "t1", "t2"])
+    ds = load_file(str(p), 2, 2)
+    assert ds.x.tolist() == [[1, 2], [5, 6]] and ds.y.tolist() == [[3, 4], [7, 8]]
+    assert not ds.labels
+
+
+def test_csv_label_column_becomes_one_hot(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[0.1, 0.2, 2], [0.3, 0.4, 0]], header=["u", "v", "class"])
+    ds = load_file(str(p), 2, 3)
+    assert ds.labels and ds.y.tolist() == [2, 0]
+    sp = prepare(ds, (2,), (3,), 0.0, "none", 0)
+    assert sp.y_train.tolist() == [[0, 0, 1], [1, 0, 0]]
+    assert sp.x_train.dtype == np.float32
+
+
+def test_csv_wrong_column_count_names_row(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3]], header=list("abcde"))
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 4, 1)
+    assert e.value.file == str(p) and e.value.row == 4
+    assert str(e.value).startswith(f"{p}:4: error: row has 3 columns; "
+                                   "the model needs 5 (4 features + 1 target)")
+
+
+def test_csv_wrong_count_lists_both_layouts(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 3]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 4, 10)
+    assert e.value.row == 1
+    assert "row has 3 columns; the model needs 14 (4 features + 10 targets) " \
+           "or 5 (4 features + 1 class label)" in str(e.value)
+
+
+def test_csv_non_numeric_cell(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 3], [4, "abc", 6]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert e.value.file == str(p) and e.value.row == 2
+    assert "column 2: 'abc' is not a finite number" in str(e.value)
+
+
+def test_csv_two_text_rows_are_not_a_header(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [["a", "b", "c"], ["x", "1", "2"], [1, 2, 3]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert e.value.row == 1 and "column 1: 'a'" in str(e.value)
+
+
+def test_csv_nan_and_bad_label(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, 0], [1, "nan", 1]])
+    with pytest.raises(DataError, match="column 2: 'nan' is not a finite number") as e:
+        load_file(str(p), 2, 1)
+    assert e.value.row == 2
+    p = write_csv(tmp_path / "l.csv", [[1, 2, 0], [1, 2, 3]])
+    with pytest.raises(DataError, match=r"class label '3' is not an integer in 0\.\.2") as e:
+        load_file(str(p), 2, 3)
+    assert e.value.row == 2
+    p = write_csv(tmp_path / "f.csv", [[1, 2, 0.5]])
+    with pytest.raises(DataError, match="class label '0.5'"):
+        load_file(str(p), 2, 3)
+
+
+def test_csv_empty_and_header_only(tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_text("\n\n")
+    with pytest.raises(DataError, match="the file is empty") as e:
+        load_file(str(p), 2, 1)
+    assert e.value.file == str(p)
+    p = write_csv(tmp_path / "h.csv", [], header=["a", "b", "t"])
+    with pytest.raises(DataError, match="header but no data rows"):
+        load_file(str(p), 2, 1)
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(DataError) as e:
+        load(str(tmp_path / "nope.csv"), True, 0, 2, 1)
+    assert e.value.file == str(tmp_path / "nope.csv") and "no such file" in str(e.value)
+    assert e.value.hint and "looked for" in e.value.hint
+    p = tmp_path / "d.txt"
+    p.write_text("1,2,3\n")
+    with pytest.raises(DataError, match="unsupported data file type '.txt'") as e:
+        load_file(str(p), 2, 1)
+    assert ".csv" in e.value.hint and ".npz" in e.value.hint and "idx" in e.value.hint
+
+
+# ---------------------------------------------------------------- npz
+
+def test_npz_labels_and_values(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.arange(6).reshape(3, 2), y=np.array([1, 0, 2]))
+    ds = load_file(str(p), 2, 3)
+    assert ds.labels and ds.y.tolist() == [1, 0, 2] and ds.x.dtype == np.float32
+    ds = load_file(str(p), 2, 1)                  # one target entry: values, not labels
+    assert not ds.labels and ds.y.tolist() == [[1], [0], [2]] and ds.y.dtype == np.float32
+    q = tmp_path / "v.npz"
+    np.savez(q, x=np.zeros((2, 3, 3)), y=np.ones((2, 2)))
+    ds = load_file(str(q), 9, 2)
+    assert ds.x.shape == (2, 3, 3) and ds.y.tolist() == [[1, 1], [1, 1]]
+
+
+def test_npz_errors(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, inputs=np.zeros((2, 2)), y=np.zeros(2))
+    with pytest.raises(DataError, match=r"no array 'x' in the archive \(found: inputs, y\)") as e:
+        load_file(str(p), 2, 1)
+    assert e.value.file == str(p)
+    np.savez(p, x=np.zeros((3, 2)), y=np.zeros(2))
+    with pytest.raises(DataError, match="'x' has 3 examples but 'y' has 2"):
+        load_file(str(p), 2, 1)
+    np.savez(p, x=np.array([["a", "b"]]), y=np.zeros(1))
+    with pytest.raises(DataError, match="must be numeric"):
+        load_file(str(p), 2, 1)
+    p.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_file(str(p), 2, 1)
+
+
+# ---------------------------------------------------------------- MNIST idx
+
+def _mnist(n=5):
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+    images, labels = _mnist()
+    end = ".gz" if gz else ""
+    write_idx(tmp_path / f"train-images-idx3-ubyte{end}", images, gzip=gz)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{end}", labels, gzip=gz)
+    ds = load_file(str(tmp_path / f"train-images-idx3-ubyte{end}"), 784, 10)
+    assert ds.x.shape == (5, 28, 28) and ds.x.dtype == np.float32
+    assert np.array_equal(ds.x, images.astype(np.float32))
+    assert ds.labels and ds.y.tolist() == labels.tolist()
+    assert ds.source == str(tmp_path / f"train-images-idx3-ubyte{end}")
+    folder = load_file(str(tmp_path), 784, 10)             # a folder: the train files
+    assert np.array_equal(folder.x, ds.x) and np.array_equal(folder.y, ds.y)
+    sp = prepare(ds, (1, 28, 28), (10,), 0.0, "none", 0)
+    assert sp.x_train.shape == (5, 1, 28, 28) and sp.y_train.sum(axis=1).tolist() == [1] * 5
+
+
+def test_idx_dotted_names(tmp_path):
+    images, labels = _mnist(3)
+    write_idx(tmp_path / "t10k-images.idx3-ubyte", images)
+    write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels)
+    ds = load_file(str(tmp_path / "t10k-images.idx3-ubyte"), 784, 10)
+    assert ds.y.tolist() == labels.tolist()
+
+
+def test_idx_errors(tmp_path):
+    images, labels = _mnist(4)
+    img = tmp_path / "train-images-idx3-ubyte"
+    lab = tmp_path / "train-labels-idx1-ubyte"
+    write_idx(img, images)
+    with pytest.raises(DataError, match="labels file .*train-labels-idx1-ubyte is missing") as e:
+        load_file(str(img), 784, 10)
+    assert e.value.file == str(img)
+
+    write_idx(lab, labels[:3])
+    with pytest.raises(DataError, match="4 images but 3 labels") as e:
+        load_file(str(img), 784, 10)
+    assert e.value.file == str(img)
+
+    write_idx(lab, labels)
+    raw = img.read_bytes()
+    img.write_bytes(raw[:-10])
+    with pytest.raises(DataError, match="truncated idx file") as e:
+        load_file(str(img), 784, 10)
+    assert e.value.file == str(img)
+    img.write_bytes(raw[:6])
+    with pytest.raises(DataError, match="truncated idx file"):
+        load_file(str(img), 784, 10)
+
+    img.write_bytes(b"\x00\x00\x08\x01" + raw[4:])
+    with pytest.raises(DataError, match="bad idx magic number 0x00000801; expected 0x00000803") as e:
+        load_file(str(img), 784, 10)
+    assert e.value.file == str(img)
+
+    write_idx(img, images)
+    write_idx(lab, images)                               # images where labels belong
+    with pytest.raises(DataError, match="bad idx magic") as e:
+        load_file(str(img), 784, 10)
+    assert e.value.file == str(lab)
+
+
+def test_idx_gzip_truncated_and_empty_folder(tmp_path):
+    images, labels = _mnist(2)
+    img = write_idx(tmp_path / "train-images-idx3-ubyte.gz", images, gzip=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels, gzip=True)
+    img.write_bytes(img.read_bytes()[:-12])
+    with pytest.raises(DataError, match="gzip"):
+        load_file(str(img), 784, 10)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no train-images-idx3-ubyte") as e:
+        load_file(str(empty), 784, 10)
+    assert e.value.file == str(empty)
+
+
+# ---------------------------------------------------------------- prepare
+
+def _ds(x, y, labels=False):
+    return Dataset(np.asarray(x, np.float32), np.asarray(y, np.int64 if labels else np.float32),
+                   labels, "test", 0.2)
+
+
+def test_prepare_reshape_and_shape_errors():
+    ds = load_builtin("digits", 0)
+    sp = prepare(ds, (1, 8, 8), (10,), 0.2, "none", 0)
+    assert sp.x_train.shape == (1438, 1, 8, 8) and sp.x_test.shape == (359, 1, 8, 8)
+    assert sp.y_train.shape == (1438, 10) and sp.y_train.dtype == np.float32
+    assert (sp.y_train.sum(axis=1) == 1).all()
+    for a in (sp.x_train, sp.y_train, sp.x_test, sp.y_test):
+        assert a.dtype == np.float32 and a.flags.c_contiguous
+    with pytest.raises(DataError) as e:
+        prepare(ds, (2, 3), (10,), 0.2, "none", 0)
+    assert "each example has 64 values but the model's input is [2, 3] (6 values)" in str(e.value)
+    with pytest.raises(DataError, match="each target has 1 value but the model's target is "
+                                        r"\[2\] \(2 values\)"):
+        prepare(load_builtin("xor", 0), (2,), (2,), 0.0, "none", 0)
+
+
+def test_prepare_labels():
+    ds = _ds([[0], [1], [2]], [0, 1, 1], labels=True)
+    sp = prepare(ds, (1,), (1,), 0.0, "none", 0)           # target [1]: the label as a value
+    assert sp.y_train.tolist() == [[0], [1], [1]]
+    sp = prepare(ds, (1,), (2,), 0.0, "none", 0)
+    assert sp.y_train.tolist() == [[1, 0], [0, 1], [0, 1]]
+    sp = prepare(ds, (1,), (1, 2), 0.0, "none", 0)
+    assert sp.y_train.shape == (3, 1, 2)
+    sp = prepare(ds, (1,), (1, 1), 0.0, "none", 0)        # one entry: still a value
+    assert sp.y_train.tolist() == [[[0]], [[1]], [[1]]]
+    with pytest.raises(DataError, match=r"class label 5 of example 2 is outside 0\.\.2"):
+        prepare(_ds([[0], [1], [2]], [0, 1, 5], labels=True), (1,), (3,), 0.0, "none", 0)
+
+
+def test_prepare_split_sizes_no_overlap_and_seeded():
+    n = 50
+    ds = _ds(np.arange(n).reshape(n, 1), np.arange(n).reshape(n, 1))
+    sp = prepare(ds, (1,), (1,), 0.3, "none", 3)
+    assert len(sp.x_train) == 35 and len(sp.x_test) == 15
+    train, test = set(sp.x_train[:, 0].tolist()), set(sp.x_test[:, 0].tolist())
+    assert not train & test and train | test == set(range(n))
+    assert (sp.x_train == sp.y_train).all() and (sp.x_test == sp.y_test).all()
+    assert sorted(sp.x_train[:, 0]) == sp.x_train[:, 0].tolist()  # data order kept
+    expect = sorted(np.random.default_rng(3).permutation(n)[:15].tolist())
+    assert sp.x_test[:, 0].tolist() == expect
+    again = prepare(ds, (1,), (1,), 0.3, "none", 3)
+    assert np.array_equal(again.x_test, sp.x_test)
+    other = prepare(ds, (1,), (1,), 0.3, "none", 4)
+    assert not np.array_equal(other.x_test, sp.x_test)
+
+
+def test_prepare_split_zero_and_too_large():
+    sp = prepare(load_builtin("and", 0), (2,), (1,), 0.0, "none", 0)
+    assert sp.x_train.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert sp.x_test.shape == (0, 2) and sp.y_test.shape == (0, 1)
+    assert sp.x_test.dtype == np.float32
+    sp = prepare(load_builtin("digits", 0), (8, 8), (10,), 0.0, "none", 0)
+    assert sp.x_test.shape == (0, 8, 8) and sp.y_test.shape == (0, 10)
+    with pytest.raises(DataError, match="leaves no training rows"):
+        prepare(load_builtin("and", 0), (2,), (1,), 0.9, "none", 0)
+    with pytest.raises(DataError, match="split 1.0"):
+        prepare(load_builtin("and", 0), (2,), (1,), 1.0, "none", 0)
+
+
+def _seed_holding_out(n, row):
+    """A seed whose permutation puts `row` first (so split 1/n holds out only it)."""
+    return next(s for s in range(1000) if np.random.default_rng(s).permutation(n)[0] == row)
+
+
+def test_normalize_uses_training_statistics_only():
+    # feature 0: train 0, 2, 4 and the held-out outlier 100; feature 1: constant 5
+    ds = _ds([[0, 5], [2, 5], [4, 5], [100, 5]], [[0], [1], [2], [3]])
+    seed = _seed_holding_out(4, 3)
+    sp = prepare(ds, (2,), (1,), 0.25, "minmax", seed)
+    assert sp.y_test.tolist() == [[3]]
+    assert sp.x_train.tolist() == [[0, 0], [0.5, 0], [1, 0]]
+    assert sp.x_test.tolist() == [[25, 0]]                  # (100 - 0) / (4 - 0)
+    sp = prepare(ds, (2,), (1,), 0.25, "standardize", seed)
+    std = math.sqrt(8 / 3)                                  # of 0, 2, 4 (ddof 0)
+    assert np.allclose(sp.x_train, [[-2 / std, 0], [0, 0], [2 / std, 0]], rtol=1e-6, atol=0)
+    assert np.allclose(sp.x_test, [[98 / std, 0]], rtol=1e-6, atol=0)
+    sp = prepare(ds, (2,), (1,), 0.25, "none", seed)
+    assert sp.x_test.tolist() == [[100, 5]]
+
+
+def test_normalize_exact_values_over_flattened_features():
+    x = np.array([[[1, 2], [3, 4]], [[3, 2], [5, 8]]], np.float32)   # (2, 2, 2)
+    ds = _ds(x, [[0], [1]])
+    sp = prepare(ds, (4,), (1,), 0.0, "minmax", 0)
+    assert sp.x_train.tolist() == [[0, 0, 0, 0], [1, 0, 1, 1]]
+    sp = prepare(ds, (2, 2), (1,), 0.0, "standardize", 0)
+    assert sp.x_train.tolist() == [[[-1, 0], [-1, -1]], [[1, 0], [1, 1]]]
+    with pytest.raises(DataError) as e:
+        prepare(ds, (4,), (1,), 0.0, "minmax2", 0)
+    assert "unknown normalize 'minmax2'" in str(e.value) and "did you mean 'minmax'?" in e.value.hint
