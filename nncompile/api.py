@@ -1,0 +1,289 @@
+"""The Model object the user holds (spec/api.md)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+
+import numpy as np
+
+from .backends.device import resolve_device
+from .backends.numpy import NumpyProgram
+from .diagnostics import DataError
+from .frontend.ast import dump
+from .frontend.parse import parse
+from .ir.graph import N, fmt_shape
+from .ops.init import initial_value
+from .passes import pipeline
+
+CHUNK = 1024        # rows per call when predicting or evaluating many examples
+
+
+def _read_model(path_or_source: str) -> tuple[str, str]:
+    """(source, file name) from a path or from the source text itself."""
+    looks_like_path = "\n" not in path_or_source and path_or_source.strip().endswith(".nn")
+    if looks_like_path or os.path.isfile(path_or_source):
+        try:
+            with open(path_or_source, encoding="utf-8", newline="") as f:
+                return f.read(), path_or_source
+        except FileNotFoundError:
+            raise DataError("no such model file", file=path_or_source,
+                            hint="check the path; model files end in .nn") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read the model file ({e})", file=path_or_source) from None
+    return path_or_source, "<string>"
+
+
+def compile(path_or_source: str, device: str = "auto", **options) -> "Model":
+    """Compile a .nn file (a path) or .nn source text."""
+    source, file = _read_model(path_or_source)
+    return compile_source(source, device=device, file=file, **options)
+
+
+def compile_source(text: str, device: str = "auto", file: str = "<string>",
+                   quiet: bool = False) -> "Model":
+    graph, train = pipeline.front_end(text, file)
+    return Model(graph, train, text, file, device, quiet)
+
+
+class Model:
+    """A compiled model: params, predict, loss, gradients, fit, save and load."""
+
+    def __init__(self, graph, train, source, file, device="auto", quiet=False):
+        self.graph = graph
+        self.train_config = train
+        self.source = source
+        self.file = file
+        self.device = resolve_device(device if device != "auto" else train.device, quiet)
+        self._storage = {}
+        for name, p in graph.params.items():
+            self._storage[name] = initial_value(p.attrs["init"], p.shape, train.seed, name)
+        self._programs = {}
+
+    # what the model declares -------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def inputs(self) -> dict:
+        return {k: tuple(v.shape[1:]) for k, v in self.graph.inputs.items()}
+
+    @property
+    def targets(self) -> dict:
+        return {k: tuple(v.shape[1:]) for k, v in self.graph.targets.items()}
+
+    @property
+    def outputs(self) -> dict:
+        return {k: tuple(v.shape[1:]) for k, v in self.graph.outputs.items()}
+
+    @property
+    def params(self) -> dict:
+        return {k: self._storage[k].copy() for k in self.graph.params}
+
+    @property
+    def ir(self):
+        return self.graph
+
+    def set_params(self, values: dict, source: str = "params") -> None:
+        for k, v in values.items():
+            if k not in self.graph.params:
+                raise DataError(f"'{k}' is not a param of model {self.name}", file=source,
+                                hint="params: " + ", ".join(self.graph.params))
+            v = np.asarray(v)
+            want = self.graph.params[k].shape
+            if v.shape != want:
+                raise DataError(f"param '{k}' has shape {fmt_shape(v.shape)}, the model "
+                                f"declares {fmt_shape(want)}", file=source)
+            if not np.issubdtype(v.dtype, np.number) or not np.all(np.isfinite(v)):
+                raise DataError(f"param '{k}' holds values that are not finite numbers",
+                                file=source)
+        for k, v in values.items():
+            np.copyto(self._storage[k], np.asarray(v), casting="unsafe")
+
+    # programs -------------------------------------------------------------
+    def _program(self, key: str, cfg=None):
+        prog = self._programs.get(key)
+        if prog is None:
+            roles = {"predict": dict(outputs=True), "loss": dict(loss=True),
+                     "evaluate": dict(outputs=True, loss=True),
+                     "gradients": dict(grads=True)}.get(key)
+            if key == "step":
+                sched = pipeline.program(self.graph, updates=True, cfg=cfg)
+            elif key == "update":
+                sched = pipeline.schedule(pipeline.optimize(pipeline.update_graph(self.graph,
+                                                                                  cfg)))
+            else:
+                sched = pipeline.program(self.graph, **roles)
+            for node in sched.graph.nodes:      # optimizer buffers, accumulated grads
+                if node.op == "state" and node.attrs["name"] not in self._storage:
+                    self._storage[node.attrs["name"]] = np.full(node.shape, node.attrs["value"],
+                                                                np.float32)
+            prog = self._programs[key] = NumpyProgram(sched, self._storage)
+        return prog
+
+    def _reset_optimizer(self):
+        for k in list(self._storage):
+            if k not in self.graph.params:
+                del self._storage[k]
+        for k in ("step", "update"):
+            self._programs.pop(k, None)
+
+    # feeding data -------------------------------------------------------------
+    def _as_dict(self, x, role: str) -> dict:
+        decl = self.graph.inputs if role == "input" else self.graph.targets
+        if isinstance(x, dict):
+            missing = [k for k in decl if k not in x]
+            extra = [k for k in x if k not in decl]
+            if missing or extra:
+                raise DataError(f"the model's {role}s are {', '.join(decl)}; got "
+                                f"{', '.join(x) or 'none'}")
+            return {k: self._check(k, x[k], decl[k]) for k in decl}
+        if len(decl) != 1:
+            raise DataError(f"this model has {len(decl)} {role}s ({', '.join(decl)}); "
+                            "pass a dict keyed by their names")
+        k = next(iter(decl))
+        return {k: self._check(k, x, decl[k])}
+
+    def _check(self, name, x, node) -> np.ndarray:
+        x = np.asarray(x)
+        per = node.shape[1:]
+        size = int(np.prod(per))
+        if x.ndim == len(per) and x.shape == per:
+            x = x[None]
+        if x.ndim == 0 or int(np.prod(x.shape[1:])) != size:
+            raise DataError(f"'{name}' expects examples of shape {fmt_shape(per)} ({size} "
+                            f"values each), got an array of shape {fmt_shape(x.shape)}",
+                            hint="the first axis counts the examples")
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+            raise DataError(f"'{name}' must hold numbers, got {x.dtype}")
+        return np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
+
+    def _run_chunks(self, key, feeds: dict, collect):
+        n = len(next(iter(feeds.values())))
+        prog = self._program(key)
+        out = []
+        for start in range(0, n, CHUNK):
+            part = {k: v[start:start + CHUNK] for k, v in feeds.items()}
+            roots = prog(part)
+            out.append((len(next(iter(part.values()))), collect(prog, roots)))
+        return out
+
+    # the spec's API ------------------------------------------------------------
+    def predict(self, x):
+        """x: (batch, *input shape), or a dict for several inputs. One output:
+        an array; several: a dict of arrays."""
+        if not self.graph.outputs:
+            raise DataError(f"model {self.name} declares no output",
+                            hint="add 'output NAME = ...' to the model")
+        feeds = self._as_dict(x, "input")
+        names = list(self.graph.outputs)
+
+        def collect(prog, roots):
+            g = prog.schedule.graph
+            return [roots[g.outputs[k]].copy() for k in names]
+        parts = self._run_chunks("predict", feeds, collect)
+        result = {k: np.concatenate([p[1][i] for p in parts]) for i, k in enumerate(names)}
+        return result[names[0]] if len(names) == 1 else result
+
+    def _loss_feeds(self, x, y) -> dict:
+        if self.graph.loss is None:
+            raise DataError(f"model {self.name} has no loss statement")
+        feeds = self._as_dict(x, "input")
+        feeds.update(self._as_dict(y, "target"))
+        sizes = {len(v) for v in feeds.values()}
+        if len(sizes) != 1:
+            raise DataError(f"inputs and targets hold different numbers of examples: "
+                            f"{sorted(sizes)}")
+        return feeds
+
+    def loss(self, x, y) -> float:
+        feeds = self._loss_feeds(x, y)
+        parts = self._run_chunks("loss", feeds,
+                                 lambda prog, roots: float(roots[prog.schedule.graph.loss]))
+        n = sum(p[0] for p in parts)
+        return float(sum(k * v for k, v in parts) / n)
+
+    def gradients(self, x, y) -> dict:
+        feeds = self._loss_feeds(x, y)
+        prog = self._program("gradients")
+        roots = prog(feeds)
+        g = prog.schedule.graph
+        return {k: roots[g.grads[k]].copy() for k in self.graph.params}
+
+    def fit(self, **overrides) -> list:
+        """Train as the train block says; keyword overrides: any train key
+        (epochs, batch, lr, ...), x, y (and x_test, y_test), on_epoch(record)."""
+        from .train.loop import fit
+        return fit(self, **overrides)
+
+    def config(self, **overrides):
+        keys = {f.name for f in dataclasses.fields(self.train_config)}
+        bad = [k for k in overrides if k not in keys]
+        if bad:
+            raise TypeError(f"unknown training option(s): {', '.join(bad)}")
+        return dataclasses.replace(self.train_config, **overrides)
+
+    def save(self, path: str) -> None:
+        """Write the params to an .npz, atomically (a temporary file, then rename)."""
+        write_atomic(path, lambda f: np.savez(f, **self.params))
+
+    def load(self, path: str) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                values = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise DataError("no such weights file", file=path) from None
+        except Exception as e:   # a corrupt or foreign file
+            raise DataError(f"not a weights file written by nncompile ({e})", file=path,
+                            hint="weights come from `nncompile run` or Model.save") from None
+        missing = [k for k in self.graph.params if k not in values]
+        if missing:
+            raise DataError(f"the file lacks param(s) {', '.join(missing)} of model "
+                            f"{self.name}", file=path,
+                            hint="were these weights trained from another model?")
+        self.set_params(values, source=path)
+
+    def emit(self, target: str = "ir") -> str:
+        cfg = self.train_config
+        trains = self.graph.loss is not None
+        if target == "ast":
+            return dump(parse(self.source, self.file))
+        if target == "ir":
+            return str(self.graph)
+        if target in ("grad", "fused"):
+            if not trains:
+                return str(pipeline.optimize(self.graph, fused=target == "fused"))
+            # grad shows every gradient; fused shows the training step as it runs
+            g = pipeline.select(self.graph, outputs=True, updates=cfg.present,
+                                grads=target == "grad" or not cfg.present, cfg=cfg)
+            g = pipeline.optimize(g, fused=target == "fused")
+            text = str(g)
+            if target == "fused":
+                text += pipeline.schedule(g).describe()
+            return text
+        if target == "cuda":
+            from .backends.cuda.codegen import generate
+            return generate(pipeline.program(self.graph, outputs=True, updates=cfg.present,
+                                             cfg=cfg))
+        raise ValueError(f"unknown target '{target}'; one of ast, ir, grad, fused, cuda")
+
+
+def write_atomic(path: str, write) -> None:
+    """write(f) into a temporary file beside path, then rename it over path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nncompile-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["compile", "compile_source", "Model", "N"]

@@ -1,0 +1,47 @@
+"""Choosing the device: cpu, cuda, or auto (cuda when pycuda and a GPU are there)."""
+from __future__ import annotations
+
+import sys
+
+from ..diagnostics import NNCompileError
+
+CUDA_HINT = ("install the cuda extra on a machine with an NVIDIA GPU and driver: "
+             "pip install 'nncompile[cuda]' (see docs/cuda.md), or use --device cpu")
+
+
+class DeviceError(NNCompileError):
+    """The device asked for is not there."""
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(usable, why not): pycuda imports, a driver answers and a GPU is present."""
+    try:
+        import pycuda.driver as drv
+    except Exception as e:   # ImportError, or libcuda.so.1 missing
+        return False, f"pycuda cannot be imported ({e.__class__.__name__}: {e})"
+    try:
+        drv.init()
+        if drv.Device.count() == 0:
+            return False, "no CUDA GPU is present"
+    except Exception as e:
+        return False, f"the CUDA driver reports: {e}"
+    try:
+        from .cuda import launch  # noqa: F401
+    except ImportError as e:
+        return False, f"the CUDA backend cannot load ({e})"
+    return True, ""
+
+
+def resolve_device(requested: str, quiet: bool = False) -> str:
+    if requested not in ("cpu", "cuda", "auto"):
+        raise DeviceError(f"error: unknown device '{requested}'; use cpu, cuda or auto")
+    if requested == "cpu":
+        return "cpu"
+    ok, why = cuda_status()
+    if ok:
+        return "cuda"
+    if requested == "cuda":
+        raise DeviceError(f"error: device cuda is not available: {why}\nhint: {CUDA_HINT}")
+    if not quiet:
+        print(f"nncompile: using the CPU ({why})", file=sys.stderr)
+    return "cpu"

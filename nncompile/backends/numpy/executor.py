@@ -1,0 +1,143 @@
+"""The numpy backend: runs a Schedule in float32 with preallocated buffers.
+
+Per batch size, every buffer of the memory plan is allocated once and every
+step is bound once to its buffers (a functools.partial of a numpy call), so a
+training step is a loop over prebuilt calls that allocates no activations of
+its own. Params and optimizer state live in `storage` (name -> array), shared
+with the Model and updated in place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import N
+from ...ops import REGISTRY
+from ...ops.registry import bind_call
+
+DTYPE = np.float32
+
+
+def _concrete(shape, batch):
+    return tuple(batch if d == N else d for d in shape)
+
+
+class _Bound:
+    """One batch size's buffers and calls."""
+
+    def __init__(self, program: "NumpyProgram", batch: int):
+        s = program.schedule
+        g = s.graph
+        self.feeds = {n.attrs["name"]: np.zeros(_concrete(n.shape, batch), DTYPE)
+                      for n in list(g.inputs.values()) + list(g.targets.values())}
+        slots = [np.zeros(_concrete(sh, batch), DTYPE) for sh in s.slot_shapes]
+        self.value = {}
+        for n in g.nodes:
+            if n.op in ("input", "target"):
+                self.value[n] = self.feeds[n.attrs["name"]]
+            elif n.op in ("param", "state"):
+                self.value[n] = program.storage[n.attrs["name"]]
+            elif n.op == "const":
+                self.value[n] = DTYPE(n.attrs["value"])
+        for n in s.order:
+            self.value[n] = program.storage[s.writes[n]] if n in s.writes else slots[s.slot[n]]
+        self.scratch = {}
+        self.calls = []
+        for n in s.order:
+            out, ins = self.value[n], [self.value[i] for i in n.inputs]
+            if n.op == "fused":
+                self.calls += self._fused(n, out, ins, batch)
+            else:
+                self.calls.append(bind_call(REGISTRY[n.op], out, ins, n.attrs))
+        # updates that could not be written in place are copied back at the end
+        for name, node in g.updates.items():
+            if s.writes.get(node) != name and node in self.value:
+                self.calls.append(_copy(program.storage[name], self.value[node]))
+        self.roots = {n: self.value[n] for n in g.roots()}
+
+    def _temp(self, shape, k):
+        key = (shape, k)
+        if key not in self.scratch:
+            self.scratch[key] = np.zeros(shape, DTYPE)
+        return self.scratch[key]
+
+    def _fused(self, n, out, ins, batch):
+        """Bind a fused body: its last entry writes out; temps go to out while
+        it is free and aliases no input, else to scratch buffers."""
+        body = n.attrs["body"]
+        aliased = any(isinstance(x, np.ndarray) and np.shares_memory(out, x) for x in ins)
+        last_use = {}
+        for j, (_, args, _) in enumerate(body):
+            for kind, x in args:
+                if kind == "v":
+                    last_use[x] = j
+        vals, calls, out_holder, used = [], [], None, {}
+        for j, (op, args, attrs) in enumerate(body):
+            attrs = dict(attrs)
+            xs = [ins[x] if kind == "in" else vals[x] if kind == "v" else DTYPE(x)
+                  for kind, x in args]
+            if op == "matmul":
+                xs = [np.swapaxes(xs[0], -1, -2) if attrs.get("trans_a") else xs[0],
+                      np.swapaxes(xs[1], -1, -2) if attrs.get("trans_b") else xs[1]]
+                shape = np.broadcast_shapes(xs[0].shape[:-2], xs[1].shape[:-2]) + \
+                    (xs[0].shape[-2], xs[1].shape[-1])
+            else:
+                shape = _shape_of(op, xs, attrs)
+            if j == len(body) - 1:
+                dst = out
+            elif shape == out.shape and not aliased and op != "matmul" and \
+                    (out_holder is None or last_use.get(out_holder, -1) <= j):
+                dst, out_holder = out, j
+            elif shape == out.shape and not aliased and op == "matmul" and out_holder is None:
+                dst, out_holder = out, j
+            else:
+                k = used.get(shape, 0)
+                used[shape] = k + 1
+                dst = self._temp(shape, k)
+            calls.append(bind_call(REGISTRY[op], dst, xs, attrs))
+            vals.append(dst)
+        return calls
+
+
+def _shape_of(op, xs, attrs):
+    shapes = [np.shape(x) for x in xs]
+    return tuple(REGISTRY[op].infer(shapes, attrs)) if op != "expand" else shapes[1]
+
+
+def _copy(dst, src):
+    from functools import partial
+    return partial(np.copyto, dst, src)
+
+
+class NumpyProgram:
+    """A scheduled graph, runnable for any batch size."""
+
+    def __init__(self, schedule, storage: dict):
+        self.schedule = schedule
+        self.storage = storage
+        self._bound = {}
+
+    def bound(self, batch: int) -> _Bound:
+        b = self._bound.get(batch)
+        if b is None:
+            b = self._bound[batch] = _Bound(self, batch)
+        return b
+
+    def feeds(self, batch: int) -> dict:
+        """name -> the input/target buffer to fill before run(batch)."""
+        return self.bound(batch).feeds
+
+    def run(self, batch: int) -> dict:
+        """Run once on what the feed buffers hold; returns root node -> buffer
+        (valid until the next run with this batch size)."""
+        b = self.bound(batch)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            for call in b.calls:
+                call()
+        return b.roots
+
+    def __call__(self, feeds: dict) -> dict:
+        batch = len(next(iter(feeds.values())))
+        buf = self.feeds(batch)
+        for k, v in feeds.items():
+            np.copyto(buf[k], v.reshape(buf[k].shape), casting="unsafe")
+        return self.run(batch)

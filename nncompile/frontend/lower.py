@@ -1,0 +1,616 @@
+"""AST -> IR. Layers, losses and sugar become primitives; all errors collected.
+
+After lowering, the Graph holds the forward program: inputs, targets, params
+(with their init in attrs), every user value, outputs and the loss (a scalar:
+per-example losses are averaged over the batch). Nothing is differentiated yet.
+
+Conventions (docs/language.md):
+- Axes the user writes count within one example; a batched value's IR axis is +1.
+- A statement with one layer names its params STMT.weight and STMT.bias; a
+  statement with several names them STMT.LAYER_I.weight, e.g. h.dense_2.weight,
+  numbering the layers of each kind from 1 in evaluation order (inner first).
+- mean = sum / count; softmax = exp(log_softmax); losses in their stable forms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
+from ..ir.graph import N, Graph, Node, ShapeError, fmt_shape
+from ..train.config import TrainConfig
+from . import ast
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "step", "leaky_relu", "exp", "log", "abs", "sqrt",
+               "square", "softmax", "log_softmax")
+UNARY = ("relu", "sigmoid", "tanh", "step", "exp", "log", "abs", "sqrt", "square")
+REDUCTIONS = ("sum", "mean", "max")
+LOSSES = ("mse", "mae", "cross_entropy", "binary_cross_entropy", "perceptron")
+INITS = ("zeros", "ones", "normal", "uniform", "xavier", "he")
+PARAM_LAYERS = ("dense", "conv2d")
+LAYERS = ("dense", "conv2d", "maxpool", "avgpool", "flatten", "dropout")
+FUNCTIONS = UNARY + ("leaky_relu", "softmax", "log_softmax", "transpose") + REDUCTIONS + \
+    LAYERS + LOSSES
+LEAKY_SLOPE = 0.01
+
+
+class _Failed(Exception):
+    """An expression could not be lowered; its diagnostic is already recorded."""
+
+
+@dataclass
+class Lowering:
+    program: ast.Program
+    graph: Graph
+    train: TrainConfig = field(default_factory=TrainConfig)
+    diags: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)          # name -> Node
+    defined_at: dict = field(default_factory=dict)   # name -> Span of its definition
+    poisoned: set = field(default_factory=set)       # names whose definition failed
+    later: dict = field(default_factory=dict)        # name -> Span where defined, for hints
+    stmt_name: str = ""
+    layer_counts: dict = field(default_factory=dict)
+    several_layers: bool = False
+
+    # diagnostics ---------------------------------------------------------
+    def error(self, span: Span, message: str, hint: str | None = None):
+        self.diags.append(Diagnostic(span, message, hint))
+        raise _Failed
+
+    def add(self, op, inputs, attrs=None, span=None, name=None):
+        try:
+            return self.graph.add(op, inputs, attrs, span, name)
+        except ShapeError as e:
+            self.error(span, e.message, e.hint)
+
+    def const(self, value, span=None):
+        return self.graph.const(value, span)
+
+    # helpers ---------------------------------------------------------------
+    def number(self, e, what: str, integer=False, positive=False, minimum=None) -> float:
+        value = None
+        if isinstance(e, ast.Num):
+            value = e.value
+        elif isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
+            value = -e.operand.value
+        if value is None:
+            self.error(_span(e), f"{what} must be a number")
+        if integer and value != int(value):
+            self.error(_span(e), f"{what} must be a whole number, got {value:g}")
+        if positive and value <= 0:
+            self.error(_span(e), f"{what} must be positive, got {value:g}")
+        if minimum is not None and value < minimum:
+            self.error(_span(e), f"{what} must be at least {minimum:g}, got {value:g}")
+        return int(value) if integer else float(value)
+
+    def example_axes(self, x: Node, axis, span) -> tuple:
+        """The user's per-example axis (or all of them) as IR axes."""
+        off = 1 if x.shape[:1] == (N,) else 0
+        rank = len(x.shape) - off
+        if axis is None:
+            return tuple(range(off, len(x.shape)))
+        if not -rank <= axis < rank:
+            self.error(span, f"axis {axis} is out of range: one example of this value has "
+                       f"{rank} axes {fmt_shape(x.shape[off:])}",
+                       "axes count within one example, from 0; the batch axis is never counted")
+        return (axis % rank + off,)
+
+    def mean(self, x: Node, axes, span, keepdims=False) -> Node:
+        attrs = {"axes": axes, "keepdims": keepdims}
+        s = self.add("sum", [x], attrs, span)
+        return self.add("div", [s, self.add("count", [x], {"axes": axes}, span)], span=span)
+
+    # statements ------------------------------------------------------------
+    def define(self, name: str, span: Span):
+        if name in self.defined_at:
+            first = self.defined_at[name]
+            self.diags.append(Diagnostic(span, f"'{name}' is already defined on line {first.line}",
+                                         "a name is defined once; choose another name"))
+            return False
+        if name in FUNCTIONS or name in ("N",):
+            self.diags.append(Diagnostic(span, f"'{name}' is the name of a built-in function",
+                                         "choose another name"))
+            return False
+        self.defined_at[name] = span
+        return True
+
+    def run(self):
+        stmts = self.program.statements
+        for s in stmts:
+            if s.name and s.kind not in ("model", "output") or (s.kind == "output" and s.expr):
+                self.later.setdefault(s.name, s.name_span or s.span)
+        has_loss = False
+        for i, s in enumerate(stmts):
+            try:
+                if s.kind == "model":
+                    if i != 0:
+                        self.error(s.span, "'model' must be the first statement")
+                    self.graph.name = s.name
+                elif s.kind in ("input", "target"):
+                    self.declare(s)
+                elif s.kind == "param":
+                    self.param(s)
+                elif s.kind == "assign":
+                    self.assign(s.name, s, s.expr)
+                elif s.kind == "output":
+                    self.output(s)
+                elif s.kind == "loss":
+                    if has_loss:
+                        self.error(s.span, "a model has exactly one 'loss' statement",
+                                   "combine several terms into one expression with '+'")
+                    has_loss = True
+                    self.loss(s)
+                elif s.kind == "train":
+                    if self.train.present:
+                        self.error(s.span, "a model has at most one 'train' block")
+                    self.train_block(s)
+            except _Failed:
+                if s.name:
+                    self.poisoned.add(s.name)
+        if self.train.present and not has_loss:
+            self.diags.append(Diagnostic(self.train.spans["train"],
+                                         "this model trains but has no 'loss' statement",
+                                         "add e.g. 'loss mse(p, y)' before the train block"))
+
+    def declare(self, s: ast.Stmt):
+        dims = self.shape(s)
+        if not self.define(s.name, s.name_span):
+            raise _Failed
+        node = self.add(s.kind, [], {"name": s.name, "shape": (N,) + dims}, s.name_span, s.name)
+        (self.graph.inputs if s.kind == "input" else self.graph.targets)[s.name] = node
+        self.env[s.name] = node
+
+    def shape(self, s: ast.Stmt) -> tuple:
+        dims = []
+        if not s.shape:
+            self.error(s.name_span, f"'{s.name}' needs a shape, e.g. {s.name}[4]")
+        for d, sp in zip(s.shape, s.shape_spans):
+            if d != int(d) or d < 1:
+                self.error(sp, f"a size must be a positive whole number, got {d:g}")
+            dims.append(int(d))
+        return tuple(dims)
+
+    def param(self, s: ast.Stmt):
+        dims = self.shape(s)
+        init = self.init(s.expr)
+        if not self.define(s.name, s.name_span):
+            raise _Failed
+        self.make_param(s.name, dims, init, s.name_span)
+
+    def make_param(self, name, dims, init, span) -> Node:
+        node = self.add("param", [], {"name": name, "shape": tuple(dims), "init": init}, span,
+                        name)
+        self.graph.params[name] = node
+        self.env[name] = node
+        return node
+
+    def init(self, e) -> tuple:
+        """An init expression as a plain tuple: (kind, *numbers)."""
+        if isinstance(e, (ast.Num, ast.Neg)):
+            return ("constant", self.number(e, "an initial value"))
+        if isinstance(e, ast.Name) and e.id in ("zeros", "ones", "xavier", "he"):
+            return (e.id,)
+        if isinstance(e, ast.Call) and e.func in ("normal", "uniform"):
+            if len(e.args) != 2 or e.kwargs:
+                a, b = ("mean", "std") if e.func == "normal" else ("lo", "hi")
+                self.error(e.span, f"{e.func} takes two numbers: {e.func}({a}, {b})")
+            x, y = (self.number(a, f"an argument of {e.func}") for a in e.args)
+            if e.func == "normal" and y < 0:
+                self.error(_span(e.args[1]), "a standard deviation cannot be negative")
+            if e.func == "uniform" and y < x:
+                self.error(e.span, f"uniform(lo, hi) needs lo <= hi, got {x:g} > {y:g}")
+            return (e.func, x, y)
+        name = e.id if isinstance(e, ast.Name) else getattr(e, "func", None)
+        hint = "an init is zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he or a number"
+        if name:
+            close = did_you_mean(name, INITS)
+            hint = close or hint
+        self.error(_span(e), f"'{name or 'this'}' is not an initialiser", hint)
+
+    def assign(self, name, s, e):
+        self.stmt_name = name
+        self.count_layers(e)
+        node = self.expr(e)
+        if not self.define(name, s.name_span or s.span):
+            raise _Failed
+        if node.name is None and node.op not in ("const",):
+            node.name = name
+        self.graph.values[name] = node
+        self.env[name] = node
+        return node
+
+    def output(self, s: ast.Stmt):
+        if s.expr is not None:
+            node = self.assign(s.name, s, s.expr)
+        else:
+            node = self.lookup(ast.Name(s.name, s.name_span))
+        if node.shape[:1] != (N,):
+            self.error(s.name_span, f"output '{s.name}' does not depend on an input",
+                       "an output is computed per example from the model's inputs")
+        self.graph.outputs[s.name] = node
+
+    def loss(self, s: ast.Stmt):
+        self.stmt_name = "loss"
+        self.count_layers(s.expr)
+        node = self.expr(s.expr)
+        if node.shape == (N,):
+            node = self.mean(node, (0,), s.span)
+        elif node.shape != ():
+            self.error(_span(s.expr), f"the loss must be one number per example; this "
+                       f"expression has shape {fmt_shape(node.shape)}",
+                       "reduce it, e.g. loss mean((p - y) ^ 2)")
+        node.name = "loss"
+        self.graph.loss = node
+
+    def count_layers(self, e):
+        counts = {}
+
+        def walk(x):
+            if isinstance(x, ast.Call):
+                if x.func in PARAM_LAYERS:
+                    counts[x.func] = counts.get(x.func, 0) + 1
+                for a in x.args:
+                    walk(a)
+                for k in x.kwargs:
+                    walk(k.value)
+            elif isinstance(x, ast.BinOp):
+                walk(x.left)
+                walk(x.right)
+            elif isinstance(x, ast.Neg):
+                walk(x.operand)
+
+        walk(e)
+        self.several_layers = sum(counts.values()) > 1
+        self.layer_counts = {}
+
+    def layer_prefix(self, kind: str) -> str:
+        if not self.several_layers:
+            return self.stmt_name
+        i = self.layer_counts.get(kind, 0) + 1
+        self.layer_counts[kind] = i
+        return f"{self.stmt_name}.{kind}_{i}"
+
+    # expressions -----------------------------------------------------------
+    def lookup(self, e: ast.Name) -> Node:
+        if e.id in self.env:
+            return self.env[e.id]
+        if e.id in self.poisoned:
+            raise _Failed    # already reported where it was defined
+        if e.id in self.later:
+            self.error(e.span, f"'{e.id}' is used before its definition on line "
+                       f"{self.later[e.id].line}", "define a name before using it")
+        if e.id in FUNCTIONS or e.id in ACTIVATIONS:
+            self.error(e.span, f"'{e.id}' is a function, not a value", f"call it: {e.id}(x)")
+        self.error(e.span, f"unknown name '{e.id}'",
+                   did_you_mean(e.id, list(self.env)) or "define it with 'NAME = ...' or "
+                   "declare it with 'input', 'target' or 'param'")
+
+    def expr(self, e) -> Node:
+        if isinstance(e, ast.Num):
+            return self.const(e.value, e.span)
+        if isinstance(e, ast.Name):
+            return self.lookup(e)
+        if isinstance(e, ast.Str):
+            self.error(e.span, "a quoted path is only allowed as the value of 'data'")
+        if isinstance(e, ast.Neg):
+            if isinstance(e.operand, ast.Num):
+                return self.const(-e.operand.value, e.span)
+            return self.add("neg", [self.expr(e.operand)], span=e.span)
+        if isinstance(e, ast.BinOp):
+            return self.binop(e)
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        raise AssertionError(e)
+
+    def binop(self, e: ast.BinOp) -> Node:
+        if e.op == "^":
+            k = self.number(e.right, "the exponent of '^'")
+            x = self.expr(e.left)
+            if k == 2:
+                return self.add("square", [x], span=e.span)
+            return self.add("pow", [x], {"k": k}, e.span)
+        a, b = self.expr(e.left), self.expr(e.right)
+        op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}[e.op]
+        try:
+            return self.graph.add(op, [a, b], {}, e.span)
+        except ShapeError as err:
+            self.error(e.span, f"{err.message} ({_origin(a)} {e.op} {_origin(b)})", err.hint)
+
+    def call(self, e: ast.Call) -> Node:
+        f = e.func
+        if f in UNARY:
+            x, = self.args(e, 1)
+            return self.add(f, [x], span=e.span)
+        if f == "leaky_relu":
+            self.check_kwargs(e, ("slope",))
+            if not 1 <= len(e.args) <= 2:
+                self.error(e.span, "leaky_relu takes one value and a slope: leaky_relu(x, 0.01)")
+            x = self.expr(e.args[0])
+            slope = self.number(e.args[1], "the slope") if len(e.args) == 2 else \
+                self.kw_number(e, "slope", LEAKY_SLOPE)
+            return self.add("leaky_relu", [x], {"slope": slope}, e.span)
+        if f in ("softmax", "log_softmax"):
+            x, = self.args(e, 1)
+            return self.activation(f, x, e.span)
+        if f == "transpose":
+            x, = self.args(e, 1)
+            if x.shape[:1] == (N,) and len(x.shape) < 3:
+                self.error(e.span, f"transpose needs an example with at least two axes, got "
+                           f"{fmt_shape(x.shape[1:])} per example")
+            return self.add("transpose", [x], span=e.span)
+        if f in REDUCTIONS:
+            return self.reduction(e)
+        if f in LOSSES:
+            return self.loss_call(e)
+        if f in LAYERS:
+            return LAYER_LOWERINGS[f](self, e)
+        known = FUNCTIONS + INITS
+        self.error(e.span, f"unknown function '{f}'",
+                   did_you_mean(f, known) or "see docs/language.md for the functions")
+
+    def args(self, e: ast.Call, n: int, names=()) -> list:
+        self.check_kwargs(e, names)
+        if len(e.args) != n:
+            self.error(e.span, f"{e.func} takes {n} argument{'s' if n > 1 else ''}, "
+                       f"got {len(e.args)}")
+        return [self.expr(a) for a in e.args]
+
+    def check_kwargs(self, e: ast.Call, allowed):
+        for k in e.kwargs:
+            if k.name not in allowed:
+                hint = did_you_mean(k.name, allowed) or (
+                    f"{e.func} accepts {', '.join(allowed)}" if allowed else
+                    f"{e.func} takes no named arguments")
+                self.error(k.span, f"{e.func} has no argument '{k.name}'", hint)
+
+    def kw(self, e: ast.Call, name):
+        for k in e.kwargs:
+            if k.name == name:
+                return k.value
+        return None
+
+    def kw_number(self, e, name, default, **checks):
+        v = self.kw(e, name)
+        return default if v is None else self.number(v, f"'{name}'", **checks)
+
+    def activation(self, name: str, x: Node, span, slope=LEAKY_SLOPE) -> Node:
+        if name == "log_softmax":
+            return self.add("log_softmax", [x], span=span)
+        if name == "softmax":
+            return self.add("exp", [self.add("log_softmax", [x], span=span)], span=span)
+        if name == "leaky_relu":
+            return self.add("leaky_relu", [x], {"slope": slope}, span)
+        return self.add(name, [x], span=span)
+
+    def reduction(self, e: ast.Call) -> Node:
+        self.check_kwargs(e, ("axis",))
+        if len(e.args) != 1:
+            self.error(e.span, f"{e.func} takes one value and an optional axis: "
+                       f"{e.func}(x, axis = 0)")
+        x = self.expr(e.args[0])
+        ax = self.kw(e, "axis")
+        axis = None if ax is None else self.number(ax, "the axis", integer=True)
+        axes = self.example_axes(x, axis, _span(ax) if ax is not None else e.span)
+        if e.func == "mean":
+            return self.mean(x, axes, e.span)
+        return self.add(e.func, [x], {"axes": axes, "keepdims": False}, e.span)
+
+    def loss_call(self, e: ast.Call) -> Node:
+        p, t = self.args(e, 2)
+        if p.shape != t.shape:
+            self.error(e.span, f"{e.func} compares values of different shapes: "
+                       f"{_origin(p)} is {fmt_shape(p.shape)} but {_origin(t)} is "
+                       f"{fmt_shape(t.shape)}",
+                       "the prediction and the target need the same shape")
+        if p.shape[:1] != (N,):
+            self.error(e.span, f"{e.func} needs per-example values (from an input and a "
+                       f"target), got {fmt_shape(p.shape)}")
+        sp = e.span
+        all_axes = tuple(range(len(p.shape)))
+        if e.func == "mse":
+            return self.mean(self.add("square", [self.add("sub", [p, t], span=sp)], span=sp),
+                             all_axes, sp)
+        if e.func == "mae":
+            return self.mean(self.add("abs", [self.add("sub", [p, t], span=sp)], span=sp),
+                             all_axes, sp)
+        if e.func == "cross_entropy":
+            # -sum(t * log_softmax(z)) per example, averaged over the batch
+            ls = self.add("log_softmax", [p], span=sp)
+            per = self.add("sum", [self.add("mul", [t, ls], span=sp)],
+                           {"axes": all_axes[1:], "keepdims": False}, sp)
+            return self.add("neg", [self.mean(per, (0,), sp)], span=sp)
+        if e.func == "binary_cross_entropy":
+            # on logits z: max(z, 0) - z t + log(1 + exp(-|z|)), which never overflows
+            z = p
+            soft = self.add("log", [self.add("add", [self.const(1.0), self.add(
+                "exp", [self.add("neg", [self.add("abs", [z], span=sp)], span=sp)], span=sp)],
+                span=sp)], span=sp)
+            per = self.add("add", [self.add("sub", [self.add("relu", [z], span=sp), self.add(
+                "mul", [z, t], span=sp)], span=sp), soft], span=sp)
+            return self.mean(per, all_axes, sp)
+        if e.func == "perceptron":
+            # mean over the batch of sum((step(z) - t) * z), step(z) held constant:
+            # d/dz = step(z) - t, so sgd gives the perceptron rule w += lr (t - y) x
+            y = self.add("stop_gradient", [self.add("step", [p], span=sp)], span=sp)
+            per = self.add("sum", [self.add("mul", [self.add("sub", [y, t], span=sp), p],
+                                            span=sp)], {"axes": all_axes[1:], "keepdims": False},
+                           sp)
+            return self.mean(per, (0,), sp)
+        raise AssertionError(e.func)
+
+    # train block -------------------------------------------------------------
+    def train_block(self, s: ast.Stmt):
+        cfg = self.train
+        cfg.present = True
+        cfg.spans["train"] = s.span
+        seen = {}
+        for item in s.items:
+            key, v = item.name, item.value
+            if key in seen:
+                self.diags.append(Diagnostic(item.span, f"'{key}' is set twice in the train block",
+                                             f"it was first set on line {seen[key].line}"))
+                continue
+            seen[key] = item.span
+            cfg.spans[key] = _span(v)
+            try:
+                self.train_item(cfg, key, v, item.span)
+            except _Failed:
+                pass
+
+    def train_item(self, cfg: TrainConfig, key, v, span):
+        def word(choices):
+            if not isinstance(v, ast.Name) or v.id not in choices:
+                got = v.id if isinstance(v, ast.Name) else "this"
+                self.error(_span(v), f"'{got}' is not a valid {key}",
+                           did_you_mean(got, choices) if isinstance(v, ast.Name) else None
+                           or f"{key} is one of: {', '.join(choices)}")
+            return v.id
+
+        if key == "data":
+            from ..train.data import BUILTIN
+            if isinstance(v, ast.Str):
+                cfg.data, cfg.data_is_path = v.value, True
+            elif isinstance(v, ast.Name):
+                if v.id not in BUILTIN:
+                    self.error(v.span, f"'{v.id}' is not a built-in data set",
+                               did_you_mean(v.id, BUILTIN) or
+                               f"built-in sets: {', '.join(BUILTIN)}; or a path in quotes")
+                cfg.data = v.id
+            else:
+                self.error(_span(v), "data is a built-in set or a path in quotes")
+        elif key == "split":
+            cfg.split = self.number(v, "split", minimum=0.0)
+            if cfg.split >= 1:
+                self.error(_span(v), f"split is the held-out fraction, below 1; got {cfg.split:g}")
+        elif key == "normalize":
+            cfg.normalize = word(("none", "minmax", "standardize"))
+        elif key == "optimizer":
+            self.optimizer(cfg, v)
+        elif key in ("batch", "accumulate"):
+            setattr(cfg, key, self.number(v, key, integer=True, positive=True))
+        elif key == "epochs":
+            cfg.epochs = self.number(v, key, integer=True, minimum=0)
+        elif key == "seed":
+            cfg.seed = self.number(v, key, integer=True, minimum=0)
+        elif key == "clip":
+            cfg.clip = self.number(v, key, positive=True)
+        elif key == "shuffle":
+            cfg.shuffle = word(("true", "false")) == "true"
+        elif key == "device":
+            cfg.device = word(("cpu", "cuda", "auto"))
+        else:
+            keys = ("data", "split", "normalize", "optimizer", "batch", "accumulate", "epochs",
+                    "shuffle", "clip", "seed", "device")
+            self.error(span, f"unknown train setting '{key}'",
+                       did_you_mean(key, keys) or f"settings: {', '.join(keys)}")
+
+    def optimizer(self, cfg, v):
+        if not isinstance(v, ast.Call) or v.func not in ("sgd", "adam"):
+            name = getattr(v, "func", getattr(v, "id", "this"))
+            self.error(_span(v), f"'{name}' is not an optimizer",
+                       did_you_mean(name, ("sgd", "adam")) or
+                       "optimizer is sgd(lr, momentum = 0) or adam(lr)")
+        cfg.optimizer = v.func
+        names = ("lr", "momentum") if v.func == "sgd" else ("lr", "beta1", "beta2", "eps")
+        self.check_kwargs(v, names)
+        if len(v.args) > len(names):
+            self.error(v.span, f"{v.func} takes at most {len(names)} values: "
+                       f"{v.func}({', '.join(names)})")
+        given = dict(zip(names, v.args))
+        for k in v.kwargs:
+            if k.name in given:
+                self.error(k.span, f"'{k.name}' is given twice")
+            given[k.name] = k.value
+        if "lr" not in given:
+            self.error(v.span, f"{v.func} needs a learning rate: {v.func}(lr = 0.01)")
+        for k, e in given.items():
+            val = self.number(e, f"'{k}'", minimum=0.0)
+            if k in ("beta1", "beta2") and val >= 1:
+                self.error(_span(e), f"'{k}' must be below 1, got {val:g}")
+            setattr(cfg, k, val)
+        if cfg.lr <= 0:
+            self.error(_span(given["lr"]), "the learning rate must be positive")
+
+
+# layers ----------------------------------------------------------------------
+
+def _weight_init(lw: Lowering, e: ast.Call, act: str | None) -> tuple:
+    v = lw.kw(e, "init")
+    if v is not None:
+        return lw.init(v)
+    return ("he",) if act in ("relu", "leaky_relu") else ("xavier",)
+
+
+def _activation_arg(lw: Lowering, e: ast.Call, index: int) -> str | None:
+    if len(e.args) <= index:
+        return None
+    a = e.args[index]
+    if not isinstance(a, ast.Name) or a.id not in ACTIVATIONS:
+        got = a.id if isinstance(a, ast.Name) else None
+        lw.error(_span(a), f"'{got or 'this'}' is not an activation",
+                 (did_you_mean(got, ACTIVATIONS) if got else None) or
+                 f"activations: {', '.join(ACTIVATIONS)}")
+    return a.id
+
+
+def lower_dense(lw: Lowering, e: ast.Call) -> Node:
+    lw.check_kwargs(e, ("init",))
+    if not 2 <= len(e.args) <= 3:
+        lw.error(e.span, "dense takes a value, a number of units and an optional activation: "
+                 "dense(x, 10, relu)")
+    x = lw.expr(e.args[0])
+    units = lw.number(e.args[1], "the number of units", integer=True, positive=True)
+    act = _activation_arg(lw, e, 2)
+    if x.shape[:1] != (N,) or len(x.shape) != 2:
+        per = fmt_shape(x.shape[1:]) if x.shape[:1] == (N,) else fmt_shape(x.shape)
+        lw.error(_span(e.args[0]), f"dense needs a vector per example, got {per}",
+                 "flatten it first: dense(flatten(x), ...)" if len(x.shape) > 2 else None)
+    prefix = lw.layer_prefix("dense")
+    k = x.shape[1]
+    w = lw.make_param(f"{prefix}.weight", (k, units), _weight_init(lw, e, act), e.span)
+    b = lw.make_param(f"{prefix}.bias", (units,), ("zeros",), e.span)
+    z = lw.add("add", [lw.add("matmul", [x, w], span=e.span), b], span=e.span)
+    return lw.activation(act, z, e.span) if act else z
+
+
+def lower_flatten(lw: Lowering, e: ast.Call) -> Node:
+    x, = lw.args(e, 1)
+    if x.shape[:1] != (N,):
+        lw.error(e.span, "flatten works on per-example values")
+    return lw.add("reshape", [x], {"shape": (N, math.prod(x.shape[1:]))}, e.span)
+
+
+def _not_yet(lw: Lowering, e: ast.Call) -> Node:
+    lw.error(e.span, f"{e.func} is not supported by this version of nncompile yet",
+             "convolutional layers arrive with the conv2d/pooling release")
+
+
+LAYER_LOWERINGS = {"dense": lower_dense, "flatten": lower_flatten, "conv2d": _not_yet,
+                   "maxpool": _not_yet, "avgpool": _not_yet, "dropout": _not_yet}
+
+
+# -----------------------------------------------------------------------------
+
+def _span(e) -> Span:
+    return e.span
+
+
+def _origin(n: Node) -> str:
+    if n.name:
+        where = f" (line {n.span.line})" if n.span else ""
+        return f"'{n.name}'{where}" if n.op not in ("param", "input", "target") else f"'{n.name}'"
+    if n.op == "const":
+        return f"{n.attrs['value']:g}"
+    return "the left side" if False else f"a {fmt_shape(n.shape)} value"
+
+
+def lower(program: ast.Program) -> tuple[Graph, TrainConfig]:
+    """Lower a parsed program; raise CompileError with every problem found."""
+    stem = program.file.replace("\\", "/").rsplit("/", 1)[-1]
+    name = stem[:-3] if stem.endswith(".nn") else stem
+    lw = Lowering(program, Graph(name=name or "model", file=program.file))
+    lw.run()
+    if lw.diags:
+        lw.diags.sort(key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+        raise CompileError(lw.diags, program.source)
+    return lw.graph, lw.train

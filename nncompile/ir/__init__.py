@@ -1,0 +1,1 @@
+from .graph import N, Graph, Node, ShapeError  # noqa: F401

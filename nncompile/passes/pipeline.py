@@ -1,0 +1,69 @@
+"""The pipeline, in processing order, as a list of calls."""
+from __future__ import annotations
+
+from ..frontend.lower import lower
+from ..frontend.parse import parse
+from ..ir.graph import Graph
+from .autodiff import autodiff
+from .cse import cse
+from .fuse import fuse
+from .optimizer import optimizer
+from .schedule import schedule
+from .simplify import dce, simplify
+from .verify import verify
+
+
+def front_end(source: str, file: str):
+    """.nn text -> (forward Graph, TrainConfig); CompileError on any user fault."""
+    program = parse(source, file)
+    graph, train = lower(program)
+    return verify(graph), train
+
+
+def differentiate(graph: Graph, cfg=None, with_update=True) -> Graph:
+    """Forward graph -> forward + backward (+ the optimizer's update)."""
+    g = autodiff(graph)
+    if with_update and cfg is not None:
+        g = optimizer(g, cfg)
+    return g
+
+
+def optimize(graph: Graph, fused=True) -> Graph:
+    g = cse(simplify(graph))
+    if fused:
+        g = fuse(g)
+    return verify(dce(g))
+
+
+def select(graph: Graph, *, outputs=False, loss=False, grads=False, updates=False,
+           cfg=None) -> Graph:
+    """The graph computing just the chosen roles (a step that trains also
+    computes its loss, which each step reports)."""
+    g = differentiate(graph, cfg, with_update=updates) if (grads or updates) else graph.copy()
+    if not outputs:
+        g.outputs = {}
+    if not (loss or grads or updates):
+        g.loss = None
+    if not grads:
+        g.grads = {}
+    if not updates:
+        g.updates, g.state = {}, {}
+    return g
+
+
+def program(graph: Graph, *, fused=True, **roles):
+    """The schedule a backend runs: select the roles, optimize, schedule."""
+    return schedule(optimize(select(graph, **roles), fused))
+
+
+def update_graph(graph: Graph, cfg) -> Graph:
+    """The optimizer alone, reading accumulated gradients from state leaves
+    named grad/PARAM (gradient accumulation applies it every k batches)."""
+    g = Graph(graph.name, graph.file)
+    for name, p in graph.params.items():
+        g.params[name] = g.add("param", [], dict(p.attrs), p.span, name)
+        g.grads[name] = g.add("state", [], {"name": f"grad/{name}", "shape": p.shape,
+                                            "value": 0.0}, name=f"grad/{name}")
+    g = optimizer(g, cfg)
+    g.grads = {}
+    return g

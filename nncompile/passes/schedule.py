@@ -1,0 +1,92 @@
+"""Schedule: execution order, buffer liveness and the memory plan.
+
+After: `order` lists every node that computes (not leaves, not constants) in
+an order that respects dependencies; every such node has a buffer slot; two
+nodes share a slot only when the first is dead before the second writes
+(a lone elementwise op may write over an input it reads last: in place);
+an update whose param or optimizer buffer nobody reads afterwards writes
+straight into that storage (`writes`), so no step copies params back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir.graph import Graph, Node
+from ..ops import REGISTRY
+
+LEAVES = ("input", "target", "param", "state", "const")
+
+
+@dataclass
+class Schedule:
+    graph: Graph
+    order: list = field(default_factory=list)       # Nodes that compute
+    slot: dict = field(default_factory=dict)        # Node -> slot number
+    slot_shapes: list = field(default_factory=list)  # slot -> symbolic shape
+    writes: dict = field(default_factory=dict)      # Node -> leaf storage it writes (name)
+
+    def describe(self) -> str:
+        lines = [f"schedule: {len(self.order)} steps, {len(self.slot_shapes)} buffers"]
+        for n in self.order:
+            where = f"-> {self.writes[n]}" if n in self.writes else f"-> buf{self.slot[n]}"
+            lines.append(f"  {n!r:<28} {where}")
+        return "\n".join(lines) + "\n"
+
+
+def _in_place_ok(n: Node) -> bool:
+    return n.op != "fused" and REGISTRY[n.op].kind == "elementwise"
+
+
+def schedule(g: Graph) -> Schedule:
+    """See the module docstring for what holds after."""
+    s = Schedule(g)
+    s.order = [n for n in g.nodes if n.op not in LEAVES]
+    pos = {n: k for k, n in enumerate(s.order)}
+    end = len(s.order)
+    last_use = {}
+    for k, n in enumerate(s.order):
+        for i in n.inputs:
+            last_use[i] = k
+    for r in g.roots():
+        last_use[r] = end
+    # updates written straight into their leaf's storage
+    leaves = {**g.params, **g.state}
+    taken = set()
+    for name, new in g.updates.items():
+        old = leaves[name]
+        if new not in pos or new in taken:
+            continue
+        if last_use.get(old, -1) <= pos[new] and _in_place_ok_or_fused(new):
+            s.writes[new] = name
+            taken.add(new)
+    free = {}      # shape -> [slot]
+
+    def release(k, n):
+        for i in set(n.inputs):
+            if i in s.slot and last_use.get(i) == k and i not in s.writes:
+                free.setdefault(i.shape, []).append(s.slot[i])
+
+    for k, n in enumerate(s.order):
+        if _in_place_ok(n):
+            release(k, n)
+        if n not in s.writes:
+            pool = free.get(n.shape)
+            if pool:
+                s.slot[n] = pool.pop()
+            else:
+                s.slot[n] = len(s.slot_shapes)
+                s.slot_shapes.append(n.shape)
+        if not _in_place_ok(n):
+            release(k, n)
+    return s
+
+
+def _in_place_ok_or_fused(n: Node) -> bool:
+    """An update may overwrite its own param when it is elementwise: it reads
+    each element before writing it. A fused body (elementwise, or a GEMM with
+    an epilogue) ending in an elementwise op does the same: its backends keep
+    the body's temporaries apart from an output that aliases an input."""
+    if n.op == "fused":
+        last = n.attrs["body"][-1][0]
+        return n.attrs["kind"] != "reduce" and REGISTRY[last].kind == "elementwise"
+    return _in_place_ok(n)

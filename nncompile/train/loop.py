@@ -1,0 +1,159 @@
+"""The training loop: epochs and mini-batches over the compiled step.
+
+- Shuffling draws a permutation per epoch from default_rng([seed, 1]); init uses
+  its own per-param streams, so the same file and seed give bit-identical runs.
+- The last partial batch is kept. With accumulate = k the gradients of k
+  consecutive mini-batches are summed, each weighted by its share of the
+  examples, and one update follows: the update of one batch of batch*k examples.
+- Each epoch reports the mean training loss (over the examples seen), and for
+  one-hot or 0/1 targets the accuracy on the training and held-out data.
+- Optimizer state (momentum, Adam moments) starts fresh at every fit().
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..diagnostics import DataError
+from . import data as datasets
+from .metrics import accuracy_kind, accuracy
+
+
+class Interrupted(Exception):
+    """Ctrl-C during fit: carries the history of the epochs that finished."""
+
+    def __init__(self, history):
+        super().__init__("interrupted")
+        self.history = history
+
+
+def _load(model, cfg):
+    g = model.graph
+    if len(g.inputs) != 1 or len(g.targets) != 1:
+        raise DataError("a data set feeds models with one input and one target; this model "
+                        f"has {len(g.inputs)} and {len(g.targets)}",
+                        hint="pass dicts to fit(x=..., y=...)")
+    if cfg.data is None:
+        raise DataError("the train block names no data",
+                        file=model.file, hint="add e.g. data = xor to the train block")
+    (xname, xnode), = g.inputs.items()
+    (yname, ynode), = g.targets.items()
+    in_shape, t_shape = tuple(xnode.shape[1:]), tuple(ynode.shape[1:])
+    path = cfg.data
+    if cfg.data_is_path and not __import__("os").path.isabs(path):
+        import os
+        path = os.path.join(os.path.dirname(os.path.abspath(model.file)), path) \
+            if model.file != "<string>" else path
+    ds = datasets.load(path, cfg.data_is_path, cfg.seed, int(np.prod(in_shape)),
+                       int(np.prod(t_shape)))
+    split = ds.default_split if cfg.split is None else cfg.split
+    sp = datasets.prepare(ds, in_shape, t_shape, split, cfg.normalize, cfg.seed)
+    return ({xname: sp.x_train}, {yname: sp.y_train}, {xname: sp.x_test}, {yname: sp.y_test})
+
+
+def _as_feeds(model, x, y):
+    return model._as_dict(x, "input"), model._as_dict(y, "target")
+
+
+def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overrides) -> list:
+    cfg = model.config(**overrides)
+    if model.graph.loss is None:
+        raise DataError(f"model {model.name} has no loss, so it cannot train",
+                        file=model.file, hint="add a 'loss' statement")
+    if x is not None or y is not None:
+        if x is None or y is None:
+            raise DataError("fit needs both x and y")
+        xs, ys = _as_feeds(model, x, y)
+        xt, yt = _as_feeds(model, x_test, y_test) if x_test is not None else ({}, {})
+    else:
+        xs, ys, xt, yt = _load(model, cfg)
+    n = len(next(iter(xs.values())))
+    if any(len(v) != n for v in list(xs.values()) + list(ys.values())):
+        raise DataError("inputs and targets hold different numbers of examples")
+    if n == 0:
+        raise DataError("there are no training examples")
+    n_test = len(next(iter(xt.values()))) if xt else 0
+
+    model._reset_optimizer()
+    accumulate = cfg.accumulate
+    step = model._program("step", cfg) if accumulate == 1 else None
+    if accumulate > 1:
+        grads_prog = model._program("gradients")
+        update = model._program("update", cfg)
+        acc = {k: model._storage[f"grad/{k}"] for k in model.graph.params}
+    rng = np.random.default_rng([cfg.seed, 1])
+    kind = accuracy_kind(model, ys)
+    history = []
+    (yname, ynode), = model.graph.targets.items() if len(model.graph.targets) == 1 else \
+        ((None, None),)
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            order = rng.permutation(n) if cfg.shuffle else np.arange(n)
+            total, seen = 0.0, 0
+            batches = [order[s:s + cfg.batch] for s in range(0, n, cfg.batch)]
+            for group in range(0, len(batches), accumulate):
+                chunk = batches[group:group + accumulate]
+                if accumulate == 1:
+                    total += _run(step, chunk[0], xs, ys) * len(chunk[0])
+                else:
+                    weight_total = sum(len(b) for b in chunk)
+                    for a in acc.values():
+                        a.fill(0.0)
+                    for b in chunk:
+                        total += _run(grads_prog, b, xs, ys) * len(b)
+                        roots = grads_prog.bound(len(b)).roots
+                        g = grads_prog.schedule.graph
+                        w = np.float32(len(b) / weight_total)
+                        for k, a in acc.items():
+                            a += roots[g.grads[k]] * w
+                    update.run(1)
+                seen += sum(len(b) for b in chunk)
+            record = {"epoch": epoch, "loss": total / seen}
+            if not np.isfinite(record["loss"]):
+                record["diverged"] = True
+            _metrics(model, record, "train", xs, ys, kind, with_loss=False)
+            if n_test:
+                _metrics(model, record, "test", xt, yt, kind, with_loss=True)
+            record["time"] = time.perf_counter() - t0
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+    except KeyboardInterrupt:
+        raise Interrupted(history) from None
+    return history
+
+
+def _run(prog, idx, xs, ys) -> float:
+    feeds = prog.feeds(len(idx))
+    for k, v in xs.items():
+        np.take(v, idx, axis=0, out=feeds[k])
+    for k, v in ys.items():
+        if k in feeds:
+            np.take(v, idx, axis=0, out=feeds[k])
+    roots = prog.run(len(idx))
+    return float(roots[prog.schedule.graph.loss])
+
+
+def _metrics(model, record, part, xs, ys, kind, with_loss):
+    if kind is None and not with_loss:
+        return
+    feeds = dict(xs)
+    feeds.update(ys)
+    prog = model._program("evaluate")
+    g = prog.schedule.graph
+    n = len(next(iter(xs.values())))
+    loss_sum, right = 0.0, 0
+    out_name = kind[0] if kind else None
+    for s in range(0, n, 1024):
+        roots = prog({k: v[s:s + 1024] for k, v in feeds.items()})
+        m = min(1024, n - s)
+        loss_sum += float(roots[g.loss]) * m
+        if kind:
+            right += accuracy(roots[g.outputs[out_name]], next(iter(ys.values()))[s:s + m],
+                              kind[1])
+    if with_loss:
+        record[f"{part}_loss"] = loss_sum / n
+    if kind:
+        record[f"{part}_accuracy"] = right / n
