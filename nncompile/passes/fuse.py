@@ -120,8 +120,7 @@ def fuse(graph: Graph) -> Graph:
     for root, members, kind, heads in groups:
         ordered = sorted(members, key=position.get)
         if kind == "gemm":
-            mm = ordered[0]
-            assert mm.op == "matmul"
+            mm = next(m for m in ordered if m.op == "matmul")
             sources = tuple(heads[k].inputs[0] if k in heads else mm.inputs[k] for k in (0, 1))
             mm.attrs = {"trans_a": 0 in heads, "trans_b": 1 in heads, "_sources": sources}
         inputs, body = _make_body(ordered, g.nodes)

@@ -1,0 +1,270 @@
+"""The command line: run, check, emit, predict (spec/api.md).
+
+Exit status: 0 success; 1 the model, data or weights are at fault; 2 wrong
+usage; 130 interrupted. No traceback reaches the user without --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from .diagnostics import DataError, NNCompileError
+
+EPILOG = "docs: docs/cli.md and docs/language.md; exit status 0 ok, 1 model/data fault, 2 usage"
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nncompile", epilog=EPILOG,
+                                description="Compile, train and run neural networks "
+                                            "written in the .nn language.")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="compile and train as the train block says",
+                       epilog=EPILOG)
+    r.add_argument("model", metavar="MODEL.nn")
+    r.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where to train (default: the file's device, else auto)")
+    r.add_argument("--epochs", type=_positive_int, help="override the train block's epochs")
+    r.add_argument("--out", metavar="DIR",
+                   help="folder for MODEL.weights.npz and MODEL.history.json "
+                        "(default: beside the model)")
+    r.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    c = sub.add_parser("check", help="check names and shapes, print a summary and "
+                                     "verify gradients against finite differences")
+    c.add_argument("model", metavar="MODEL.nn")
+
+    e = sub.add_parser("emit", help="print a compiled stage")
+    e.add_argument("model", metavar="MODEL.nn")
+    e.add_argument("--target", default="ir", choices=("ast", "ir", "grad", "fused", "cuda"),
+                   help="ast, ir (forward), grad (with the backward pass and update), "
+                        "fused (kernels and memory plan), cuda (generated source)")
+
+    d = sub.add_parser("predict", help="run a trained model on new data")
+    d.add_argument("model", metavar="MODEL.nn")
+    d.add_argument("--weights", required=True, metavar="FILE",
+                   help="weights written by `nncompile run` (.npz)")
+    d.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz or .csv")
+    d.add_argument("--output", metavar="FILE", help="write outputs to .npy, .npz or .csv "
+                                                    "instead of printing them")
+    d.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+    return f"nncompile {__version__}"
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NNCompileError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nncompile: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as e:   # a compiler bug: say so plainly
+        if args.debug:
+            raise
+        print(f"nncompile: internal error: {e.__class__.__name__}: {e}\n"
+              "hint: this is a bug in nncompile; run again with --debug for the traceback "
+              "and report it", file=sys.stderr)
+        return 1
+
+
+# run -------------------------------------------------------------------------
+
+def _fmt(record: dict, epochs: int) -> str:
+    width = len(str(epochs))
+    parts = [f"epoch {record['epoch']:>{width}}/{epochs}", f"loss {record['loss']:.6f}"]
+    for key, label in (("train_accuracy", "train acc"), ("test_loss", "test loss"),
+                       ("test_accuracy", "test acc")):
+        if key in record:
+            parts.append(f"{label} {record[key]:.4f}")
+    parts.append(f"{record['time'] * 1000:.0f} ms")
+    return "  ".join(parts)
+
+
+def _should_print(epoch: int, epochs: int) -> bool:
+    """Every epoch up to 50; beyond that about 20 lines, and always the last."""
+    if epochs <= 50 or epoch == epochs or epoch == 1:
+        return True
+    return epoch % max(1, epochs // 20) == 0
+
+
+def cmd_run(args) -> int:
+    from . import api
+    from .train.loop import Interrupted
+    model = api.compile(args.model, device=args.device or "auto")
+    cfg = model.train_config
+    if not cfg.present:
+        raise DataError("this model has no train block, so `run` has nothing to do",
+                        file=args.model, hint="add a train { ... } block, or use "
+                                              "`nncompile check` / `emit`")
+    epochs = cfg.epochs if args.epochs is None else args.epochs
+    stem = os.path.basename(args.model)
+    stem = stem[:-3] if stem.endswith(".nn") else stem
+    folder = args.out if args.out is not None else os.path.dirname(os.path.abspath(args.model))
+    weights = os.path.join(folder, f"{stem}.weights.npz")
+    history_path = os.path.join(folder, f"{stem}.history.json")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise DataError("--out must be a folder", file=args.out)
+    print(f"nncompile: training {model.name} on {cfg.data} ({model.device}, {epochs} epochs, "
+          f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
+                                  else "") + ")")
+
+    def report(record):
+        if not args.quiet and _should_print(record["epoch"], epochs):
+            print(_fmt(record, epochs), flush=True)
+        if record.get("diverged"):
+            print("nncompile: warning: the loss is no longer a finite number (exploding "
+                  "gradients?); try a smaller lr or clip = 1.0", file=sys.stderr)
+
+    try:
+        history = model.fit(epochs=epochs, on_epoch=report)
+    except Interrupted as e:
+        print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
+              "nothing was written", file=sys.stderr)
+        return 130
+    from .api import write_atomic
+    model.save(weights)
+    text = json.dumps({"model": model.name, "file": args.model, "device": model.device,
+                       "epochs": history}, indent=1)
+    write_atomic(history_path, lambda f: f.write(text.encode()))
+    if history:
+        last = history[-1]
+        summary = [f"loss {last['loss']:.6f}"]
+        for key, label in (("train_accuracy", "train accuracy"),
+                           ("test_accuracy", "test accuracy")):
+            if key in last:
+                summary.append(f"{label} {last[key]:.4f}")
+        if "train_accuracy" in last and "test_accuracy" in last:
+            summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
+        print("final: " + ", ".join(summary))
+    print(f"wrote {weights}\nwrote {history_path}")
+    return 0
+
+
+# check -----------------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    from . import api
+    from .check import gradient_check, summary
+    model = api.compile(args.model, device="cpu", quiet=True)
+    print(summary(model))
+    if model.graph.loss is None:
+        print("no loss: nothing to differentiate")
+        return 0
+    rows, worst, ok = gradient_check(model)
+    print("\ngradient check (float64, central differences):")
+    for row in rows:
+        print(row)
+    print(f"worst relative error {worst:.2e}: {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+# emit ------------------------------------------------------------------------
+
+def cmd_emit(args) -> int:
+    from . import api
+    model = api.compile(args.model, device="cpu", quiet=True)
+    sys.stdout.write(model.emit(args.target))
+    return 0
+
+
+# predict ---------------------------------------------------------------------
+
+def read_input(path: str, model) -> object:
+    """An input file as an array (one input) or a dict keyed by input names."""
+    if not os.path.exists(path):
+        raise DataError("no such input file", file=path)
+    names = list(model.inputs)
+    low = path.lower()
+    try:
+        if low.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if low.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                if all(n in z.files for n in names):
+                    return {n: z[n] for n in names} if len(names) > 1 else z[names[0]]
+                if len(names) == 1 and "x" in z.files:
+                    return z["x"]
+                raise DataError(f"the file has arrays {', '.join(z.files) or 'none'}; the "
+                                f"model's inputs are {', '.join(names)}", file=path,
+                                hint="name the arrays after the inputs (or 'x' for one input)")
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"cannot read the file ({e})", file=path) from None
+    if low.endswith(".csv"):
+        from .train.data import load_file
+        if len(names) != 1:
+            raise DataError("a .csv feeds a model with one input", file=path)
+        size = int(np.prod(model.inputs[names[0]]))
+        return load_file(path, size, 0).x
+    raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
+
+
+def write_output(path: str, outputs) -> None:
+    from .api import write_atomic
+    low = path.lower()
+    if isinstance(outputs, dict) and not low.endswith(".npz"):
+        raise DataError("this model has several outputs; write them to an .npz", file=path)
+    if low.endswith(".npy"):
+        write_atomic(path, lambda f: np.save(f, outputs))
+    elif low.endswith(".npz"):
+        d = outputs if isinstance(outputs, dict) else {"y": outputs}
+        write_atomic(path, lambda f: np.savez(f, **d))
+    elif low.endswith(".csv"):
+        flat = outputs.reshape(len(outputs), -1)
+        text = "\n".join(",".join(f"{v:.8g}" for v in row) for row in flat) + "\n"
+        write_atomic(path, lambda f: f.write(text.encode()))
+    else:
+        raise DataError("unsupported output file", file=path, hint="use .npy, .npz or .csv")
+
+
+def cmd_predict(args) -> int:
+    from . import api
+    model = api.compile(args.model, device=args.device, quiet=True)
+    model.load(args.weights)
+    x = read_input(args.input, model)
+    try:
+        out = model.predict(x)
+    except DataError as e:
+        raise DataError(str(e).split("error: ", 1)[-1], file=args.input) from None
+    if args.output:
+        write_output(args.output, out)
+        print(f"wrote {args.output}")
+        return 0
+    items = out.items() if isinstance(out, dict) else [(next(iter(model.outputs)), out)]
+    with np.printoptions(precision=6, suppress=True, linewidth=120, threshold=sys.maxsize):
+        for name, arr in items:
+            print(f"# {name}: {arr.shape[0]} rows of {list(arr.shape[1:])}")
+            for row in arr.reshape(len(arr), -1):
+                print(" ".join(f"{v:.6g}" for v in row))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "emit": cmd_emit, "predict": cmd_predict}
+
+if __name__ == "__main__":
+    sys.exit(main())
