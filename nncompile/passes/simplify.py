@@ -47,6 +47,10 @@ def _rule(g: Graph, n):
                       key=lambda i: REGISTRY[i.op].kind != "leaf")
         if same:    # a count needs only a shape: read it from the earliest value
             return g.add("count", [same[0]], n.attrs, n.span)
+    if n.op == "expand" and ins[0].op == "expand" and ins[0].inputs[0].shape == ():
+        like = ins[1]       # a broadcast of a broadcast scalar is one broadcast
+        return g.add("expand", [ins[0].inputs[0], like],
+                     {"axes": tuple(range(len(like.shape))), "keepdims": False}, n.span)
     if kind == "elementwise" and len(ins) == 2:
         for k in (0, 1):   # a scalar broadcast into an elementwise op broadcasts by itself
             e = ins[k]

@@ -1,0 +1,123 @@
+"""Golden IR text at each stage, whole-model gradients against finite
+differences, fusion and scheduling invariants, and the numpy backend against
+the float64 reference interpreter."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import nncompile
+from nncompile.check import gradient_check, random_batch
+from nncompile.ir.evaluate import evaluate
+from nncompile.passes import pipeline
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+SAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "samples", "*.nn")))
+
+
+def compiles_here(path):
+    try:
+        nncompile.compile(path, device="cpu")
+        return True
+    except nncompile.CompileError:
+        return False
+
+
+@pytest.mark.parametrize("stage", ["ast", "ir", "grad", "fused"])
+def test_golden_text_of_each_stage(stage, sample):
+    with open(sample("xor")) as f:
+        m = nncompile.compile_source(f.read(), device="cpu", file="xor.nn")
+    text = m.emit(stage)
+    path = os.path.join(GOLDEN, f"xor.{stage}.txt")
+    if os.environ.get("NNCOMPILE_REGEN_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read(), f"{stage} differs from {path} (NNCOMPILE_REGEN_GOLDEN=1 rewrites)"
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_whole_model_gradients_match_finite_differences(path):
+    if not compiles_here(path):
+        pytest.skip("uses ops this build lacks")
+    m = nncompile.compile(path, device="cpu")
+    lines, worst, ok = gradient_check(m)
+    assert ok, "\n".join(lines)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_numpy_backend_step_matches_the_reference(path):
+    """The fused, scheduled float32 training step equals the unfused float64
+    graph: the loss and every updated param and optimizer buffer."""
+    if not compiles_here(path):
+        pytest.skip("uses ops this build lacks")
+    m = nncompile.compile(path, device="cpu")
+    cfg = m.train_config
+    batch = random_batch(m, seed=5)
+    g = pipeline.differentiate(m.graph, cfg, with_update=True)
+    leaves = dict(batch)
+    leaves.update(m.params)
+    for k, v in g.state.items():
+        leaves[k] = np.full(v.shape, v.attrs["value"])
+    want = evaluate(g, leaves, g.roots())
+    prog = m._program("step", cfg)
+    roots = prog({k: v.astype(np.float32) for k, v in batch.items()})
+    assert float(roots[prog.schedule.graph.loss]) == pytest.approx(float(want[g.loss]),
+                                                                   rel=1e-5, abs=1e-6)
+    for name, node in g.updates.items():
+        np.testing.assert_allclose(m._storage[name], want[node], rtol=2e-5, atol=2e-6,
+                                   err_msg=name)
+
+
+def test_fan_out_gradients_are_summed():
+    """loss = sum(w * w + w): d/dw = 2w + 1, from two uses of w."""
+    src = "input x[1]\nparam w[3] = 2\nloss sum(w * w + w) + 0 * sum(x)\n"
+    m = nncompile.compile_source(src, device="cpu")
+    gd = pipeline.differentiate(m.graph, with_update=False)
+    v = evaluate(gd, {"x": np.zeros((2, 1)), "w": np.full(3, 2.0)}, [gd.grads["w"]])
+    np.testing.assert_array_equal(v[gd.grads["w"]], [5.0, 5.0, 5.0])
+
+
+def test_broadcasting_is_undone_in_the_bias_gradient():
+    """z = x + b with x [N, 3], b [3]: d sum(z) / db = N for each entry."""
+    src = "input x[3]\ntarget t[3]\nparam b[3] = zeros\noutput z = x + b\nloss mse(z, t)\n"
+    m = nncompile.compile_source(src, device="cpu")
+    x = np.zeros((4, 3), np.float32)
+    t = np.ones((4, 3), np.float32)
+    # mse = mean((b - 1)^2) over 12 entries; d/db = 2 (b - 1) * 4 / 12
+    np.testing.assert_allclose(m.gradients(x, t)["b"], np.full(3, -2 * 4 / 12), rtol=1e-6)
+
+
+def test_dense_relu_fuses_into_one_gemm_kernel_forward_and_backward(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    g = pipeline.optimize(pipeline.select(m.graph, updates=True, cfg=m.train_config))
+    gemms = [n for n in g.nodes if n.op == "fused" and n.attrs["kind"] == "gemm"]
+    bodies = [[e[0] for e in n.attrs["body"]] for n in gemms]
+    assert ["matmul", "add", "relu"] in bodies                 # forward: bias + activation
+    assert ["matmul", "step", "mul"] in bodies                 # backward: dY * relu'(Z)
+    assert ["matmul", "mul", "add"] in bodies                  # dW fused into v = mu v + dW
+    assert not any(n.op in ("relu", "transpose", "expand") for n in g.nodes)
+
+
+def test_updates_write_params_in_place(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    s = pipeline.program(m.graph, updates=True, cfg=m.train_config)
+    assert sorted(s.writes.values()) == sorted(s.graph.updates)
+
+
+def test_buffers_are_reused(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    s = pipeline.program(m.graph, updates=True, cfg=m.train_config)
+    assert len(s.slot_shapes) < len([n for n in s.order if n not in s.writes])
+
+
+def test_a_training_step_allocates_no_new_buffers(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    prog = m._program("step", m.train_config)
+    feeds = prog.feeds(32)
+    feeds["x"][:] = 1.0
+    feeds["y"][:, 0] = 1.0
+    first = {n: id(v) for n, v in prog.run(32).items()}
+    second = {n: id(v) for n, v in prog.run(32).items()}
+    assert first == second

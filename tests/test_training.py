@@ -1,0 +1,184 @@
+"""Training acceptance, determinism, gradient accumulation, save/load."""
+import json
+
+import numpy as np
+import pytest
+
+import nncompile
+
+GATE_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+
+
+def test_xor_learns_with_a_hidden_layer(sample):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    history = m.fit()
+    assert history[-1]["loss"] < 0.02
+    assert np.array_equal(m.predict(GATE_X).ravel() > 0.5, [False, True, True, False])
+
+
+def test_and_gate_is_exact_after_perceptron_training(sample):
+    m = nncompile.compile(sample("and_gate"), device="cpu")
+    history = m.fit()
+    assert history[-1]["loss"] == 0.0
+    np.testing.assert_array_equal(m.predict(GATE_X).ravel(), [0, 0, 0, 1])
+
+
+def test_perceptron_gradient_step_is_the_perceptron_rule():
+    """From w = 0, b = 0 on x = (1, 1), t = 1: y = step(0) = 0, so the rule
+    w += lr (t - y) x gives w = (0.1, 0.1) and b = 0.1 after one update."""
+    src = open_sample("and_gate").replace("epochs    = 20", "epochs    = 1")
+    m = nncompile.compile_source(src, device="cpu")
+    m.fit(x=np.array([[1.0, 1.0]]), y=np.array([[1.0]]), epochs=1)
+    np.testing.assert_array_equal(m.params["w"].ravel(), np.float32([0.1, 0.1]))
+    np.testing.assert_array_equal(m.params["b"], np.float32([0.1]))
+
+
+def open_sample(name):
+    import os
+    root = os.path.join(os.path.dirname(__file__), "..", "samples", name + ".nn")
+    with open(root) as f:
+        return f.read()
+
+
+@pytest.mark.slow
+def test_digits_mlp_reaches_95_percent_held_out(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    history = m.fit()
+    assert history[-1]["test_accuracy"] >= 0.95
+    assert history[-1]["train_accuracy"] >= history[-1]["test_accuracy"]
+
+
+def test_same_file_and_seed_give_bit_identical_histories(sample):
+    runs = []
+    for _ in range(2):
+        m = nncompile.compile(sample("digits_mlp"), device="cpu")
+        h = m.fit(epochs=3)
+        runs.append(([{k: v for k, v in r.items() if k != "time"} for r in h], m.params))
+    assert runs[0][0] == runs[1][0]
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+
+
+def test_another_seed_gives_other_weights(sample):
+    a = nncompile.compile(sample("digits_mlp"), device="cpu").params
+    src = open_sample("digits_mlp").replace("epochs    = 30", "epochs    = 30\n  seed = 7")
+    b = nncompile.compile_source(src, device="cpu").params
+    assert not np.array_equal(a["h1.weight"], b["h1.weight"])
+
+
+ACC_MODEL = """
+input x[6]
+target y[3]
+h = dense(x, 5, tanh)
+z = dense(h, 3)
+loss cross_entropy(z, y)
+train {
+  optimizer = OPT
+  shuffle = false
+  epochs = 1
+}
+"""
+
+
+@pytest.mark.parametrize("opt", ["sgd(lr = 0.1)", "sgd(lr = 0.1, momentum = 0.9)",
+                                 "adam(lr = 0.01)"])
+def test_accumulation_equals_one_big_batch(opt):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
+    src = ACC_MODEL.replace("OPT", opt)
+    big = nncompile.compile_source(src, device="cpu")
+    big.fit(x=x, y=y, batch=32, accumulate=1)
+    small = nncompile.compile_source(src, device="cpu")
+    small.fit(x=x, y=y, batch=8, accumulate=4)
+    for k, v in big.params.items():
+        np.testing.assert_allclose(small.params[k], v, atol=1e-5, rtol=0)
+    start = nncompile.compile_source(src, device="cpu").params
+    assert not np.allclose(start["z.weight"], big.params["z.weight"])
+
+
+def test_accumulation_weights_a_partial_last_batch_by_its_size():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
+    src = ACC_MODEL.replace("OPT", "sgd(lr = 0.1)")
+    big = nncompile.compile_source(src, device="cpu")
+    big.fit(x=x, y=y, batch=20)
+    small = nncompile.compile_source(src, device="cpu")
+    small.fit(x=x, y=y, batch=8, accumulate=3)      # batches of 8, 8 and 4
+    for k, v in big.params.items():
+        np.testing.assert_allclose(small.params[k], v, atol=1e-6, rtol=0)
+
+
+def test_clip_bounds_the_update_by_the_global_norm():
+    src = ACC_MODEL.replace("OPT", "sgd(lr = 1.0)").replace("epochs = 1", "epochs = 1\n  clip = 0.01")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 6)).astype(np.float32) * 10
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    m = nncompile.compile_source(src, device="cpu")
+    before = m.params
+    grads = m.gradients(x, y)
+    norm = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values()))
+    assert norm > 0.01
+    m.fit(x=x, y=y, batch=8)
+    step = np.sqrt(sum(float(np.sum((m.params[k] - before[k]).astype(np.float64) ** 2))
+                       for k in before))
+    assert step == pytest.approx(0.01, rel=1e-4)
+
+
+def test_save_and_load_round_trip(tmp_path, sample):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    m.fit(epochs=30)
+    path = tmp_path / "w.npz"
+    m.save(str(path))
+    fresh = nncompile.compile(sample("xor"), device="cpu")
+    fresh.load(str(path))
+    for k, v in m.params.items():
+        np.testing.assert_array_equal(fresh.params[k], v)
+    np.testing.assert_array_equal(fresh.predict(GATE_X), m.predict(GATE_X))
+    with np.load(path, allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(m.params)
+
+
+def test_loss_and_gradients_api_agree_with_predict(sample):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    y = np.array([[0], [1], [1], [0]], np.float32)
+    p = m.predict(GATE_X).astype(np.float64)
+    assert m.loss(GATE_X, y) == pytest.approx(float(np.mean((p - y) ** 2)), rel=1e-6)
+    g = m.gradients(GATE_X, y)
+    assert set(g) == set(m.params) and all(g[k].shape == m.params[k].shape for k in g)
+
+
+def test_params_are_copies_and_set_params_writes_through(sample):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    p = m.params
+    p["h.bias"][:] = 5
+    assert not np.any(m.params["h.bias"] == 5)
+    m.set_params({"h.bias": np.full(4, 2.0)})
+    np.testing.assert_array_equal(m.params["h.bias"], np.full(4, 2.0, np.float32))
+    with pytest.raises(nncompile.DataError, match=r"shape \[3\], the model declares \[4\]"):
+        m.set_params({"h.bias": np.zeros(3)})
+    assert m.inputs == {"x": (2,)} and m.targets == {"y": (1,)}
+
+
+def test_several_inputs_take_dicts():
+    src = """
+input a[2]
+input b[3]
+target t[1]
+param wa[2, 1] = ones
+param wb[3, 1] = ones
+output s = a @ wa + b @ wb
+loss mse(s, t)
+"""
+    m = nncompile.compile_source(src, device="cpu")
+    out = m.predict({"a": np.ones((4, 2)), "b": np.ones((4, 3))})
+    np.testing.assert_array_equal(out, np.full((4, 1), 5.0, np.float32))
+    assert m.loss({"a": np.ones((4, 2)), "b": np.ones((4, 3))}, np.zeros((4, 1))) == 25.0
+
+
+def test_history_reports_the_overfitting_gap(sample):
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    h = m.fit(epochs=2)
+    assert set(h[0]) >= {"epoch", "loss", "train_accuracy", "test_accuracy", "test_loss", "time"}
+    json.dumps(h)
