@@ -42,7 +42,7 @@ class _BracketNewlines:
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     text = resources.files("nncompile").joinpath("grammar/nn.lark").read_text()
-    return Lark(text, parser="lalr", propagate_positions=True,
+    return Lark(text, parser="lalr", propagate_positions=True, cache=True,
                 postlex=_BracketNewlines(), maybe_placeholders=True)
 
 
