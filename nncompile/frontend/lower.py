@@ -20,6 +20,7 @@ from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
 from ..ir.graph import N, Graph, Node, ShapeError, fmt_shape
 from ..train.config import TrainConfig
 from . import ast
+from .parse import KEYWORDS
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "step", "leaky_relu", "exp", "log", "abs", "sqrt",
                "square", "softmax", "log_softmax")
@@ -106,6 +107,10 @@ class Lowering:
             first = self.defined_at[name]
             self.diags.append(Diagnostic(span, f"'{name}' is already defined on line {first.line}",
                                          "a name is defined once; choose another name"))
+            return False
+        if name in KEYWORDS:
+            self.diags.append(Diagnostic(span, f"'{name}' is a keyword, not a name",
+                                         "pick another name"))
             return False
         if name in FUNCTIONS or name in ("N",):
             self.diags.append(Diagnostic(span, f"'{name}' is the name of a built-in function",
@@ -196,9 +201,11 @@ class Lowering:
                 self.error(e.span, f"{e.func} takes two numbers: {e.func}({a}, {b})")
             x, y = (self.number(a, f"an argument of {e.func}") for a in e.args)
             if e.func == "normal" and y < 0:
-                self.error(_span(e.args[1]), "a standard deviation cannot be negative")
+                self.error(_span(e.args[1]), f"normal(mean, std) needs std >= 0, got {y:g}",
+                           "the standard deviation is a spread: 0 or more")
             if e.func == "uniform" and y < x:
-                self.error(e.span, f"uniform(lo, hi) needs lo <= hi, got {x:g} > {y:g}")
+                self.error(e.span, f"uniform(lo, hi) needs lo <= hi, got {x:g} > {y:g}",
+                           f"swap them: uniform({y:g}, {x:g})")
             return (e.func, x, y)
         name = e.id if isinstance(e, ast.Name) else getattr(e, "func", None)
         hint = "an init is zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he or a number"
@@ -281,6 +288,9 @@ class Lowering:
                        f"{self.later[e.id].line}", "define a name before using it")
         if e.id in FUNCTIONS or e.id in ACTIVATIONS:
             self.error(e.span, f"'{e.id}' is a function, not a value", f"call it: {e.id}(x)")
+        if e.id in KEYWORDS:
+            self.error(e.span, f"'{e.id}' is a keyword, not a name",
+                       "the keywords " + ", ".join(KEYWORDS) + " start statements")
         self.error(e.span, f"unknown name '{e.id}'",
                    did_you_mean(e.id, list(self.env)) or "define it with 'NAME = ...' or "
                    "declare it with 'input', 'target' or 'param'")
@@ -460,10 +470,12 @@ class Lowering:
     def train_item(self, cfg: TrainConfig, key, v, span):
         def word(choices):
             if not isinstance(v, ast.Name) or v.id not in choices:
-                got = v.id if isinstance(v, ast.Name) else "this"
-                self.error(_span(v), f"'{got}' is not a valid {key}",
-                           did_you_mean(got, choices) if isinstance(v, ast.Name) else None
-                           or f"{key} is one of: {', '.join(choices)}")
+                one_of = f"{key} is one of: {', '.join(choices)}"
+                if isinstance(v, ast.Name):
+                    self.error(_span(v), f"'{v.id}' is not a valid {key}",
+                               did_you_mean(v.id, choices) or one_of)
+                self.error(_span(v), f"{key} must be a word, not {_text(self.program, v)}",
+                           one_of)
             return v.id
 
         if key == "data":
@@ -505,9 +517,12 @@ class Lowering:
                        did_you_mean(key, keys) or f"settings: {', '.join(keys)}")
 
     def optimizer(self, cfg, v):
+        if isinstance(v, ast.Name) and v.id in ("sgd", "adam"):
+            self.error(v.span, f"{v.id} needs a learning rate in brackets: {v.id}(lr = 0.01)")
         if not isinstance(v, ast.Call) or v.func not in ("sgd", "adam"):
-            name = getattr(v, "func", getattr(v, "id", "this"))
-            self.error(_span(v), f"'{name}' is not an optimizer",
+            name = getattr(v, "func", getattr(v, "id", None))
+            name = f"'{name}'" if name else _text(self.program, v)
+            self.error(_span(v), f"{name} is not an optimizer",
                        did_you_mean(name, ("sgd", "adam")) or
                        "optimizer is sgd(lr, momentum = 0) or adam(lr)")
         cfg.optimizer = v.func
@@ -523,13 +538,14 @@ class Lowering:
             given[k.name] = k.value
         if "lr" not in given:
             self.error(v.span, f"{v.func} needs a learning rate: {v.func}(lr = 0.01)")
+        lr = self.number(given["lr"], "the learning rate")
+        if lr <= 0:
+            self.error(_span(given["lr"]), f"the learning rate must be positive, got {lr:g}")
         for k, e in given.items():
             val = self.number(e, f"'{k}'", minimum=0.0)
             if k in ("beta1", "beta2") and val >= 1:
                 self.error(_span(e), f"'{k}' must be below 1, got {val:g}")
             setattr(cfg, k, val)
-        if cfg.lr <= 0:
-            self.error(_span(given["lr"]), "the learning rate must be positive")
 
 
 # layers ----------------------------------------------------------------------
@@ -596,12 +612,21 @@ def _span(e) -> Span:
 
 
 def _origin(n: Node) -> str:
+    """A value as the user knows it: 'h' on line 3, 2, or a [N, 4] value."""
     if n.name:
-        where = f" (line {n.span.line})" if n.span else ""
-        return f"'{n.name}'{where}" if n.op not in ("param", "input", "target") else f"'{n.name}'"
+        return f"'{n.name}' on line {n.span.line}" if n.span else f"'{n.name}'"
     if n.op == "const":
         return f"{n.attrs['value']:g}"
-    return "the left side" if False else f"a {fmt_shape(n.shape)} value"
+    return f"a {fmt_shape(n.shape)} value"
+
+
+def _text(program: ast.Program, e) -> str:
+    """The source text of a one-line expression, quoted, for messages."""
+    sp = e.span
+    lines = program.source.splitlines()
+    if sp.end_column and 1 <= sp.line <= len(lines):
+        return f"'{lines[sp.line - 1][sp.column - 1:sp.end_column - 1]}'"
+    return "this"
 
 
 def lower(program: ast.Program) -> tuple[Graph, TrainConfig]:

@@ -5,13 +5,14 @@ inside ( ) and [ ], where a postlexer drops them. CRLF and tabs are accepted.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 
 import lark
 from lark import Lark, Token, Transformer, v_args
 
-from ..diagnostics import CompileError, Diagnostic, Span
+from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
 from . import ast
 
 KEYWORDS = ("model", "input", "target", "param", "output", "loss", "train")
@@ -90,7 +91,8 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def output_stmt(self, meta, c):
-        return ast.Stmt("output", str(c[0]), self._meta(meta), self._tok(c[0]), expr=c[1])
+        expr = c[1] if len(c) > 1 else None      # output NAME: an existing value
+        return ast.Stmt("output", str(c[0]), self._meta(meta), self._tok(c[0]), expr=expr)
 
     @v_args(meta=True)
     def loss_stmt(self, meta, c):
@@ -146,16 +148,29 @@ class _ToAst(Transformer):
         return ast.Call(str(name), pos, kws, self._tok(name))
 
 
-def _words(expected, in_brackets: bool = False) -> str:
+_OPERATORS = ("PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX")
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _words(expected) -> str:
+    """The tokens a parser state accepts, in plain words: 'an operator, ',' or ')''."""
     parser = _parser()
     expected = set(expected)
-    if in_brackets:
-        expected.discard("_NL")
-    names, ops = [], False
-    starts_value = {"NAME", "NUMBER", "LPAR"} <= expected
-    if starts_value:
+    if "_NL" in expected:
+        expected.discard("$END")          # the end of the file ends a line too
+    names = []
+    if {"NAME", "NUMBER", "LPAR"} <= expected:
         names.append("a value")
         expected -= {"NAME", "NUMBER", "LPAR", "STRING", "MINUS"}
+    starters = {t for t in expected if t.lower() in KEYWORDS}
+    if starters:
+        names.append("a statement")
+        expected -= starters | {"NAME"}
+    if any(t in expected for t in _OPERATORS):
+        names.append("an operator")
+        # after a name, '(' (a call) and '=' (a named argument) are possible too;
+        # naming them would only blur the message
+        expected -= set(_OPERATORS) | {"LPAR", "EQUAL"}
     for t in sorted(expected):
         if t in WORDS:
             names.append(WORDS[t])
@@ -165,25 +180,43 @@ def _words(expected, in_brackets: bool = False) -> str:
         except KeyError:
             continue
         if isinstance(pattern, lark.lexer.PatternStr):
-            if pattern.value in "+-*/@^":
-                ops = True
-            else:
-                names.append(f"'{pattern.value}'")
-    if ops:
-        names.append("an operator")
+            names.append(f"'{pattern.value}'")
     names = sorted(set(names), key=lambda w: (w.startswith("'"), w))
     if len(names) > 1:
         return ", ".join(names[:-1]) + " or " + names[-1]
     return names[0] if names else "something else"
 
 
-def _depth(text: str, pos: int) -> int:
-    """How many ( and [ are open before pos (comments skipped)."""
-    depth = 0
-    for line in text[:pos].split("\n"):
-        code = line.split("#", 1)[0]
-        depth += code.count("(") + code.count("[") - code.count(")") - code.count("]")
-    return max(depth, 0)
+def _open_brackets(text: str, pos: int) -> list:
+    """The ( [ { still open before pos, innermost last: (char, line, column).
+
+    Comments and quoted paths are skipped; a closer pops its opener."""
+    stack, line, col, i = [], 1, 1, 0
+    while i < pos:
+        ch = text[i]
+        if ch == "#":
+            j = text.find("\n", i)
+            j = pos if j < 0 or j > pos else j
+            col += j - i
+            i = j
+            continue
+        if ch in "\"'":
+            j = text.find(ch, i + 1)
+            k = text.find("\n", i + 1)
+            if j >= 0 and (k < 0 or j < k) and j < pos:
+                col += j + 1 - i
+                i = j + 1
+                continue
+        if ch in _CLOSERS:
+            stack.append((ch, line, col))
+        elif ch in ")]}" and stack and _CLOSERS[stack[-1][0]] == ch:
+            stack.pop()
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    return stack
 
 
 def _describe(tok: Token) -> str:
@@ -200,25 +233,129 @@ def _describe(tok: Token) -> str:
     return f"'{tok}'"
 
 
-def _hint(tok: Token, expected, inside: bool = False, first_on_line: bool = False) -> str | None:
-    if inside and first_on_line:
-        return "a '(' or '[' on an earlier line is not closed"
-    if tok.type in ("_NL", "$END") and ("RPAR" in expected or "RSQB" in expected):
-        return "a bracket is not closed; a statement may continue over lines only inside ( ) or [ ]"
-    if str(tok) in KEYWORDS:
-        return f"'{tok}' is a keyword and starts its own statement; pick another name"
-    if tok.type in ("NAME", "NUMBER", "STRING") and "COMMA" in expected:
-        return "is a ',' missing between two arguments?"
-    if tok.type == "NAME" and "_NL" in expected:
-        return "each statement goes on its own line"
-    if tok.type == "EQUAL" and "EQUAL" not in expected:
-        return "'=' defines a name; compare or combine values with + - * / @ ^"
-    return None
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
 
 
-def _first_on_line(text: str, tok: Token) -> bool:
-    start = tok.start_pos or 0
-    return text[text.rfind("\n", 0, start) + 1:start].strip() == ""
+def _position(text: str, pos: int) -> tuple[int, int]:
+    start = _line_start(text, pos)
+    return text.count("\n", 0, start) + 1, pos - start + 1
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.]")
+
+
+def _bad_number(text: str, pos: int) -> tuple[int, str] | None:
+    """A token glued to a number before it (1.2.3, 2x, 1e): (start, the whole run)."""
+    if pos == 0 or not _WORD.match(text[pos - 1]):
+        return None
+    start = pos
+    while start > 0 and _WORD.match(text[start - 1]):
+        start -= 1
+    end = pos
+    while end < len(text) and _WORD.match(text[end]):
+        end += 1
+    run = text[start:end]
+    if not re.match(r"[0-9.]", run):
+        return None
+    return start, run
+
+
+def _syntax_error(text: str, file: str, e) -> Diagnostic:
+    """One plain-words Diagnostic for lark's UnexpectedToken."""
+    tok = e.token
+    try:
+        expected = set(e.interactive_parser.accepts())
+    except Exception:   # noqa: BLE001 - fall back to the LALR state's lookaheads
+        expected = set(e.expected)
+    at_end = tok.type == "$END" or tok.start_pos is None
+    pos = len(text.rstrip("\n")) if at_end else tok.start_pos
+    line, col = _position(text, pos)
+    opened = _open_brackets(text, pos)
+    first_on_line = text[_line_start(text, pos):pos].strip() == ""
+    keyword = tok.type != "$END" and str(tok) in KEYWORDS
+
+    # a bracket left open: point at the bracket, not where the parser gave up
+    if opened:
+        ch, bline, bcol = opened[-1]
+        balanced = len(_open_brackets(text, len(text))) == 0
+        # the line where the parser stopped starts a statement: 'loss mse(p, y)'
+        starts = re.match(r"[ \t]*(?:" + "|".join(KEYWORDS) + r")\b(?![ \t]*=)",
+                          text[_line_start(text, pos):])
+        if at_end or (bline < line and starts) or \
+                (first_on_line and (keyword or (not balanced and ch != "{"))):
+            later = "the end of the file" if at_end else f"the next statement on line {line}"
+            how = ("a train block ends with '}' on a line of its own" if ch == "{" else
+                   "a statement continues over lines only inside ( ) or [ ]")
+            return Diagnostic(Span(file, bline, bcol), f"'{ch}' is not closed",
+                              f"close it with '{_CLOSERS[ch]}' before {later}; {how}")
+
+    # a malformed number: 1.2.3, 2x, 1e
+    if tok.type in ("NUMBER", "NAME"):
+        bad = _bad_number(text, pos)
+        if bad:
+            start, run = bad
+            hint = "numbers are written like 3, 0.5, .5 or 1e-3"
+            m = re.fullmatch(r"([0-9.]+)([A-Za-z_]\w*)", run)
+            if m and not re.fullmatch(r"[eE]\d*", m.group(2)):
+                hint += f"; a product is written {m.group(1)} * {m.group(2)}"
+            bline, bcol = _position(text, start)
+            return Diagnostic(Span(file, bline, bcol, bcol + len(run)),
+                              f"'{run}' is not a number", hint)
+
+    # a declaration without its shape: input x, param w = zeros
+    if expected == {"LSQB"}:
+        m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:pos])
+        if m:
+            name = m.group(1)
+            nline, ncol = _position(text, m.start(1))
+            return Diagnostic(Span(file, nline, ncol, ncol + len(name)),
+                              f"'{name}' needs a shape, e.g. {name}[4]",
+                              "the shape of one example, in brackets; the batch axis is "
+                              "never written")
+
+    # a keyword used as a name: input = x, loss = 3
+    prev = re.search(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*$", text[_line_start(text, pos):pos])
+    if tok.type == "EQUAL" and prev and prev.group(1) in KEYWORDS:
+        kw = prev.group(1)
+        kline, kcol = _position(text, _line_start(text, pos) + prev.start(1))
+        return Diagnostic(Span(file, kline, kcol, kcol + len(kw)),
+                          f"'{kw}' is a keyword, not a name",
+                          "the keywords " + ", ".join(KEYWORDS) + " start statements; "
+                          "pick another name")
+
+    # a misspelt keyword: targt y[1]
+    if prev and tok.type != "EQUAL" and prev.group(1) not in KEYWORDS and \
+            not any(c == "{" for c, _, _ in opened):
+        word = prev.group(1)
+        guess = did_you_mean(word, KEYWORDS)
+        if guess:
+            wline, wcol = _position(text, _line_start(text, pos) + prev.start(1))
+            return Diagnostic(Span(file, wline, wcol, wcol + len(word)),
+                              f"unknown keyword '{word}'", guess)
+
+    msg = f"unexpected {_describe(tok)}; expected {_words(expected)}"
+    hint = None
+    inner = opened[-1][0] if opened else None
+    if keyword and "_NL" in expected:
+        hint = f"each statement goes on its own line; start '{tok}' on a new line"
+    elif keyword:
+        hint = f"'{tok}' is a keyword and starts its own statement; pick another name"
+    elif tok.type in ("NAME", "NUMBER", "STRING") and "COMMA" in expected:
+        what = "sizes" if inner == "[" else "arguments"
+        hint = f"is a ',' missing between two {what}?"
+    elif prev and "EQUAL" in expected and "_NL" not in expected:
+        hint = ("a train setting is written KEY = VALUE" if inner == "{" else
+                "a statement starts with a keyword (" + ", ".join(KEYWORDS) +
+                ") or defines a value: NAME = EXPR")
+    elif tok.type in ("NAME", "NUMBER", "STRING", "LPAR") and "_NL" in expected:
+        hint = "each statement goes on its own line"
+    elif tok.type == "EQUAL":
+        hint = "'=' appears once in a statement, after the name it defines: NAME = EXPR"
+    elif tok.type in ("RPAR", "RSQB", "RBRACE") and not any(
+            _CLOSERS[c] == str(tok) for c, _, _ in opened):
+        hint = f"this '{tok}' closes nothing"
+    return Diagnostic(Span(file, line, col), msg, hint)
 
 
 def parse(source: str, file: str = "<string>") -> ast.Program:
@@ -235,19 +372,12 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
             hint = "a quoted path must end on the same line"
         elif ch == "{":
             hint = "'{' opens only a train block: train { ... }"
+        elif ch == ";":
+            hint = "a statement ends at the end of its line; no ';' is needed"
         diag = Diagnostic(Span(file, e.line, e.column), f"unexpected character '{ch}'", hint)
         raise CompileError([diag], source) from None
     except lark.exceptions.UnexpectedToken as e:
-        tok = e.token
-        line = tok.line if tok.line is not None else text.count("\n")
-        col = tok.column if tok.column is not None else 1
-        if tok.type == "$END":
-            lines = text.rstrip("\n").split("\n")
-            line, col = len(lines), len(lines[-1]) + 1
-        inside = tok.type != "$END" and _depth(text, tok.start_pos or 0) > 0
-        msg = f"unexpected {_describe(tok)}; expected {_words(e.expected, inside)}"
-        raise CompileError([Diagnostic(Span(file, line, col), msg, _hint(tok, e.expected, inside, _first_on_line(text, tok)))],
-                           source) from None
+        raise CompileError([_syntax_error(text, file, e)], source) from None
     except lark.exceptions.UnexpectedEOF as e:
         lines = text.rstrip("\n").split("\n")
         diag = Diagnostic(Span(file, len(lines), len(lines[-1]) + 1),

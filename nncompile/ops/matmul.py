@@ -17,7 +17,8 @@ def _matmul_infer(shapes, attrs):
                          "declare weights as [k, m]")
     if a[-1] != b[-2]:
         raise ShapeError(f"'@' cannot multiply {fmt_shape(a)} by {fmt_shape(b)}: "
-                         f"{a[-1]} columns against {b[-2]} rows",
+                         f"{a[-1]} column{'s' if a[-1] != 1 else ''} against "
+                         f"{b[-2]} row{'s' if b[-2] != 1 else ''}",
                          "the left operand's last size must equal the right operand's "
                          "second-to-last size")
     return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
