@@ -114,7 +114,7 @@ class Model:
                 sched = pipeline.schedule(pipeline.optimize(pipeline.update_graph(self.graph,
                                                                                   cfg)))
             else:
-                sched = pipeline.program(self.graph, **roles)
+                sched = pipeline.program(self.graph, cfg=self.train_config, **roles)
             for node in sched.graph.nodes:      # optimizer buffers, accumulated grads
                 if node.op == "state" and node.attrs["name"] not in self._storage:
                     self._storage[node.attrs["name"]] = np.full(node.shape, node.attrs["value"],

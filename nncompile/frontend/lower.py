@@ -596,13 +596,95 @@ def lower_flatten(lw: Lowering, e: ast.Call) -> Node:
     return lw.add("reshape", [x], {"shape": (N, math.prod(x.shape[1:]))}, e.span)
 
 
-def _not_yet(lw: Lowering, e: ast.Call) -> Node:
-    lw.error(e.span, f"{e.func} is not supported by this version of nncompile yet",
-             "convolutional layers arrive with the conv2d/pooling release")
+# Images are [channels, height, width] per example, [N, C, H, W] in the IR.
+# conv2d's bias is one number per filter, stored as [filters, 1, 1] so that it
+# broadcasts over the height and width of the [N, filters, Ho, Wo] output: the
+# same "matmul + bias" pattern as dense, which the fuser folds into the conv.
+# Pooling must tile its input exactly: (height - size) % stride == 0 and the
+# same for the width, so that no pixel is silently left out of every window.
+
+def _image_arg(lw: Lowering, e: ast.Call, x: Node) -> tuple:
+    """x's per-example (channels, height, width), or a diagnostic in the user's terms."""
+    if x.shape[:1] == (N,) and len(x.shape) == 4:
+        return x.shape[1:]
+    per = fmt_shape(x.shape[1:]) if x.shape[:1] == (N,) else fmt_shape(x.shape)
+    hint = "images are declared as [channels, height, width], e.g. input x[1, 28, 28]"
+    if x.shape[:1] == (N,) and len(x.shape) == 3:
+        hint = f"give it one channel: [1, {x.shape[1]}, {x.shape[2]}]"
+    elif x.shape[:1] == (N,) and len(x.shape) == 2 and math.isqrt(x.shape[1]) ** 2 == x.shape[1]:
+        side = math.isqrt(x.shape[1])
+        hint = f"declare the input as [1, {side}, {side}]; {e.func} comes before flatten"
+    where = "" if x.shape[:1] == (N,) else " (it does not depend on an input)"
+    lw.error(_span(e.args[0]), f"{e.func} needs [channels, height, width] per example, but "
+             f"{_origin(x)} is {per}{where}", hint)
 
 
-LAYER_LOWERINGS = {"dense": lower_dense, "flatten": lower_flatten, "conv2d": _not_yet,
-                   "maxpool": _not_yet, "avgpool": _not_yet, "dropout": _not_yet}
+def lower_conv2d(lw: Lowering, e: ast.Call) -> Node:
+    lw.check_kwargs(e, ("stride", "padding", "init"))
+    if not 3 <= len(e.args) <= 4:
+        lw.error(e.span, "conv2d takes a value, a number of filters, a kernel size and an "
+                 "optional activation: conv2d(x, 8, 3, relu)")
+    x = lw.expr(e.args[0])
+    filters = lw.number(e.args[1], "the number of filters", integer=True, positive=True)
+    k = lw.number(e.args[2], "the kernel size", integer=True, positive=True)
+    act = _activation_arg(lw, e, 3)
+    stride = lw.kw_number(e, "stride", 1, integer=True, positive=True)
+    padding = lw.kw_number(e, "padding", 0, integer=True, minimum=0)
+    c, h, w = _image_arg(lw, e, x)
+    if k > h + 2 * padding or k > w + 2 * padding:
+        lw.error(_span(e.args[2]), f"the {k}x{k} kernel of conv2d is larger than its input: "
+                 f"{_origin(x)} is {fmt_shape((c, h, w))} per example, "
+                 f"{h + 2 * padding}x{w + 2 * padding} with padding {padding}",
+                 f"use a kernel of at most {min(h, w) + 2 * padding}, or more padding")
+    prefix = lw.layer_prefix("conv2d")
+    wt = lw.make_param(f"{prefix}.weight", (filters, c, k, k), _weight_init(lw, e, act), e.span)
+    b = lw.make_param(f"{prefix}.bias", (filters, 1, 1), ("zeros",), e.span)
+    y = lw.add("conv2d", [x, wt], {"stride": stride, "padding": padding}, e.span)
+    z = lw.add("add", [y, b], span=e.span)
+    return lw.activation(act, z, e.span) if act else z
+
+
+def lower_pool(lw: Lowering, e: ast.Call) -> Node:
+    lw.check_kwargs(e, ("stride",))
+    if len(e.args) != 2:
+        lw.error(e.span, f"{e.func} takes a value and a window size: {e.func}(x, 2), "
+                 f"optionally with stride = ...")
+    x = lw.expr(e.args[0])
+    size = lw.number(e.args[1], "the window size", integer=True, positive=True)
+    stride = lw.kw_number(e, "stride", size, integer=True, positive=True)
+    c, h, w = _image_arg(lw, e, x)
+    what = f"{_origin(x)} is {fmt_shape((c, h, w))} per example"
+    if size > h or size > w:
+        lw.error(_span(e.args[1]), f"the {size}x{size} window of {e.func} is larger than its "
+                 f"input: {what}", f"use a window of at most {min(h, w)}")
+    rows, cols = (h - size) % stride, (w - size) % stride
+    if rows or cols:
+        lost = " and ".join(f"last {word}" if n == 1 else f"last {n} {word}s"
+                            for n, word in ((rows, "row"), (cols, "column")) if n)
+        call = f"{e.func}(size {size}, stride {stride})"
+        lw.error(e.span, f"{call} does not tile its input exactly: {what}, so its {lost} "
+                 f"would be dropped",
+                 f"pad the input to {h + (stride - rows) % stride}x{w + (stride - cols) % stride} "
+                 f"(e.g. padding in the conv before it), or choose a size and stride with "
+                 f"(height - size) and (width - size) divisible by the stride")
+    return lw.add(e.func, [x], {"size": size, "stride": stride}, e.span)
+
+
+def lower_dropout(lw: Lowering, e: ast.Call) -> Node:
+    lw.check_kwargs(e, ("rate",))
+    given = e.args[1] if len(e.args) == 2 else lw.kw(e, "rate")
+    if given is None or len(e.args) + len(e.kwargs) != 2:
+        lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)")
+    rate = lw.number(given, "the dropout rate", minimum=0.0)
+    if rate >= 1:
+        lw.error(_span(given), f"the dropout rate is the fraction of values dropped, below 1; "
+                 f"got {rate:g}")
+    x = lw.expr(e.args[0])
+    return lw.add("dropout", [x], {"rate": rate}, e.span)
+
+
+LAYER_LOWERINGS = {"dense": lower_dense, "flatten": lower_flatten, "conv2d": lower_conv2d,
+                   "maxpool": lower_pool, "avgpool": lower_pool, "dropout": lower_dropout}
 
 
 # -----------------------------------------------------------------------------

@@ -11,13 +11,13 @@ from ..ops import REGISTRY
 
 
 def evaluate(g, leaves: dict, roots, dtype=np.float64) -> dict:
-    """leaves: name -> array for inputs, targets, params and state.
+    """leaves: name -> array for inputs, targets, params, state and dropout masks.
     Returns node -> value for every node up to the last root."""
     values = {}
     last = max(g.nodes.index(r) for r in roots) if roots else -1
     fused_eval = None
     for n in g.nodes[:last + 1]:
-        if n.op in ("input", "target", "param", "state"):
+        if n.op in ("input", "target", "param", "state", "random"):
             values[n] = np.asarray(leaves[n.attrs["name"]], dtype=dtype)
         elif n.op == "const":
             values[n] = np.asarray(n.attrs["value"], dtype=dtype)

@@ -7,6 +7,8 @@ Kinds:
   gemm         matmul (transposes folded into trans_a / trans_b) followed by
                an elementwise epilogue: bias, activation, or in the backward
                pass the activation's derivative, e.g. (G @ W^T) * step(H)
+  conv         the same epilogue after a conv-kind op (conv2d, or its input or
+               weight gradient): conv + bias + activation is one kernel
   elementwise  a chain of elementwise ops, one pass over memory
   reduce       an elementwise chain ending in sum or max (loss means, bias grads)
 Only values used once, and by the group, are absorbed; every value a role
@@ -65,14 +67,14 @@ def fuse(graph: Graph) -> Graph:
 
     groups = []   # (root, members set, kind, extra attrs for the gemm head)
 
-    # GEMM epilogues, forward from each matmul
+    # GEMM epilogues, forward from each matmul or conv
     for n in g.nodes:
-        if n.op != "matmul" or n in claimed:
+        if (n.op != "matmul" and _kind(n) != "conv") or n in claimed:
             continue
         members, spine = {n}, n
         heads = {}
         for k, src in enumerate(n.inputs):
-            if src.op == "transpose" and single_use(src):
+            if n.op == "matmul" and src.op == "transpose" and single_use(src):
                 heads[k] = src
         while single_use(spine):
             u = users[spine][0]
@@ -91,7 +93,7 @@ def fuse(graph: Graph) -> Graph:
             claimed[m] = spine
         for t in heads.values():
             claimed[t] = spine
-        groups.append((spine, members, "gemm", heads))
+        groups.append((spine, members, "gemm" if n.op == "matmul" else "conv", heads))
 
     # elementwise chains and reductions, from consumers back to producers
     for n in reversed(g.nodes):

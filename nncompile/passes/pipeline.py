@@ -7,6 +7,7 @@ from ..ir.graph import Graph
 from .autodiff import autodiff
 from .cse import cse
 from .fuse import fuse
+from .mode import training_mode
 from .optimizer import optimizer
 from .schedule import schedule
 from .simplify import dce, simplify
@@ -38,8 +39,11 @@ def optimize(graph: Graph, fused=True) -> Graph:
 def select(graph: Graph, *, outputs=False, loss=False, grads=False, updates=False,
            cfg=None) -> Graph:
     """The graph computing just the chosen roles (a step that trains also
-    computes its loss, which each step reports)."""
-    g = differentiate(graph, cfg, with_update=updates) if (grads or updates) else graph.copy()
+    computes its loss, which each step reports). Dropout is active exactly
+    when gradients or updates are asked for."""
+    training = grads or updates
+    g = training_mode(graph, training, cfg.seed if cfg is not None else 0)
+    g = differentiate(g, cfg, with_update=updates) if training else g
     if not outputs:
         g.outputs = {}
     if not (loss or grads or updates):

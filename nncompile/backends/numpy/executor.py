@@ -4,9 +4,12 @@ Per batch size, every buffer of the memory plan is allocated once and every
 step is bound once to its buffers (a functools.partial of a numpy call), so a
 training step is a loop over prebuilt calls that allocates no activations of
 its own. Params and optimizer state live in `storage` (name -> array), shared
-with the Model and updated in place.
+with the Model and updated in place. A dropout mask (a "random" leaf) is
+refilled where the schedule places it, from the program's own generator.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -46,6 +49,9 @@ class _Bound:
             out, ins = self.value[n], [self.value[i] for i in n.inputs]
             if n.op == "fused":
                 self.calls += self._fused(n, out, ins, batch)
+            elif n.op == "random":
+                self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
+                                          n.attrs["rate"]))
             else:
                 self.calls.append(bind_call(REGISTRY[n.op], out, ins, n.attrs))
         # updates that could not be written in place are copied back at the end
@@ -104,8 +110,14 @@ def _shape_of(op, xs, attrs):
 
 
 def _copy(dst, src):
-    from functools import partial
     return partial(np.copyto, dst, src)
+
+
+def _fill_mask(rng, out, rate):
+    """A fresh dropout mask: 1 / (1 - rate) with probability 1 - rate, else 0."""
+    rng.random(out=out, dtype=out.dtype)
+    np.greater_equal(out, rate, out=out)
+    out *= out.dtype.type(1.0 / (1.0 - rate))
 
 
 class NumpyProgram:
@@ -115,6 +127,14 @@ class NumpyProgram:
         self.schedule = schedule
         self.storage = storage
         self._bound = {}
+        self._rng = None
+
+    def rng(self, seed: int) -> np.random.Generator:
+        """The stream of this program's dropout masks, default_rng([seed, 2]):
+        shared by every batch size, so each run draws the next masks."""
+        if self._rng is None:
+            self._rng = np.random.default_rng([seed, 2])
+        return self._rng
 
     def bound(self, batch: int) -> _Bound:
         b = self._bound.get(batch)

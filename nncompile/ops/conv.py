@@ -1,0 +1,386 @@
+"""Convolutional-network primitives: conv2d and its two gradients, max and
+average pooling and theirs, dropout and its random mask.
+
+Layout: images are [N, C, H, W] (batch, channels, height, width), conv weights
+[F, C, kh, kw]; stride and padding are the same along both axes. Output size
+Ho = (H + 2 padding - kh) // stride + 1 (rows a window does not reach are not
+read), likewise Wo. Pooling has no padding: Ho = (H - size) // stride + 1.
+
+numpy form, with K = C*kh*kw and P = Ho*Wo:
+  cols[n, (c,a,b), (i,j)] = xpad[n, c, i*stride + a, j*stride + b]   (im2col: one
+                            strided view of the padded input, copied once)
+  conv2d:             y[n] = W[F, K] @ cols[n]                  one matmul per batch
+  conv2d_weight_grad: dW   = sum_n g[n] @ cols[n]^T             one matmul per batch
+  conv2d_input_grad:  dcols[n] = W^T @ g[n], then col2im: each kernel tap (a, b)
+                      adds its [N, C, Ho, Wo] slice into a strided slice of dx
+Nothing loops over pixels or channels: the Python loops below run over the
+kh*kw kernel taps (the window offsets), each a whole-array numpy call.
+Pooling also loops over its window's taps.
+
+The three conv ops are bilinear and close under vjp, as do the pooling ops
+(maxpool(x) = maxpool_select(x, x); maxpool_grad and maxpool_select are each
+other's transpose in g; avgpool and avgpool_grad likewise).
+Max-pool ties go to the first element of the window in row-major order.
+
+Every numpy implementation is written once, as a `bind`: it allocates its
+scratch buffers (padded input, im2col columns) for the given input and output
+arrays and returns the call that computes into `out`; eval allocates `out`
+and runs it.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..ir.graph import N, ShapeError, fmt_shape
+from .registry import define
+
+
+def _out_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _image(shape, what):
+    if len(shape) != 4:
+        raise ShapeError(f"{what} needs [batch, channels, height, width], got {fmt_shape(shape)}")
+    return shape
+
+
+def _same_batch(a, b, what):
+    if a[0] != b[0] and N not in (a[0], b[0]):
+        raise ShapeError(f"{what}: batch sizes differ in {fmt_shape(a)} and {fmt_shape(b)}")
+
+
+def _eval_by_bind(bind, infer):
+    def ev(ins, attrs):
+        ins = [np.ascontiguousarray(x) for x in ins]
+        shape = tuple(infer([x.shape for x in ins], attrs))
+        out = np.empty(shape, np.result_type(*ins))
+        bind(out, ins, attrs)()
+        return out
+    return ev
+
+
+def _into_by_bind(bind):
+    return lambda out, ins, attrs: bind(out, [np.ascontiguousarray(x) for x in ins], attrs)()
+
+
+def _view(a, shape):
+    """A reshape that must not copy (bound calls keep using the same memory)."""
+    return np.reshape(a, shape, copy=False)
+
+
+def _run_all(calls):
+    for c in calls:
+        c()
+
+
+# im2col -------------------------------------------------------------------
+
+def _padded(x, padding):
+    """(buffer, calls): a zero-bordered copy of x refreshed by the calls, or x itself."""
+    if padding == 0:
+        return x, []
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
+    inner = xp[:, :, padding:padding + h, padding:padding + w]
+    return xp, [partial(np.copyto, inner, x)]
+
+
+def _windows(xp, kh, kw, stride, ho, wo):
+    """View [N, C, kh, kw, Ho, Wo] of xp: element (n, c, a, b, i, j) is
+    xp[n, c, i*stride + a, j*stride + b]."""
+    sn, sc, sh, sw = xp.strides
+    return as_strided(xp, xp.shape[:2] + (kh, kw, ho, wo),
+                      (sn, sc, sh, sw, sh * stride, sw * stride), writeable=False)
+
+
+def _im2col(x, kh, kw, stride, padding, ho, wo):
+    """(cols [N, C, kh, kw, Ho, Wo], calls that refill cols from x)."""
+    xp, calls = _padded(x, padding)
+    cols = np.empty(x.shape[:2] + (kh, kw, ho, wo), x.dtype)
+    calls.append(partial(np.copyto, cols, _windows(xp, kh, kw, stride, ho, wo)))
+    return cols, calls
+
+
+def _tap_slices(img, kh, kw, stride, ho, wo):
+    """For each kernel tap (a, b), row-major: the [N, C, Ho, Wo] view of img
+    at rows a, a+stride, ... and columns b, b+stride, ..."""
+    return [img[:, :, a:a + stride * (ho - 1) + 1:stride, b:b + stride * (wo - 1) + 1:stride]
+            for a in range(kh) for b in range(kw)]
+
+
+# conv2d -------------------------------------------------------------------
+
+def _conv2d_infer(shapes, attrs):
+    x, w = shapes
+    _image(x, "conv2d")
+    if len(w) != 4:
+        raise ShapeError(f"conv2d weights are [filters, channels, kh, kw], got {fmt_shape(w)}")
+    if x[1] != w[1]:
+        raise ShapeError(f"conv2d: the input {fmt_shape(x)} has {x[1]} channels but the "
+                         f"weights {fmt_shape(w)} expect {w[1]}")
+    s, p = attrs["stride"], attrs["padding"]
+    ho, wo = _out_size(x[2], w[2], s, p), _out_size(x[3], w[3], s, p)
+    if ho < 1 or wo < 1:
+        raise ShapeError(f"conv2d: a {w[2]}x{w[3]} kernel does not fit the input {fmt_shape(x)} "
+                         f"padded by {p}")
+    return (x[0], w[0], ho, wo)
+
+
+def _conv2d_bind(out, ins, attrs):
+    x, w = ins
+    n, f, ho, wo = out.shape
+    kh, kw = w.shape[2:]
+    k = w.shape[1] * kh * kw
+    cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo)
+    calls.append(partial(np.matmul, _view(w, (f, k)), _view(cols, (n, k, ho * wo)),
+                         out=_view(out, (n, f, ho * wo))))
+    return partial(_run_all, calls)
+
+
+def _conv2d_vjp(b, node, g):
+    x, w = node.inputs
+    a = {"stride": node.attrs["stride"], "padding": node.attrs["padding"]}
+    return [b.add("conv2d_input_grad", [g, w], {**a, "size": tuple(x.shape[2:])}),
+            b.add("conv2d_weight_grad", [x, g], {**a, "kernel": tuple(w.shape[2:])})]
+
+
+define("conv2d", "conv", _conv2d_infer, _eval_by_bind(_conv2d_bind, _conv2d_infer),
+       _conv2d_vjp, _into_by_bind(_conv2d_bind), "conv2d", bind=_conv2d_bind,
+       doc="cross-correlation of x[N, C, H, W] with w[F, C, kh, kw] -> [N, F, Ho, Wo]")
+
+
+def _input_grad_infer(shapes, attrs):
+    g, w = shapes
+    _image(g, "conv2d_input_grad")
+    h, wd = attrs["size"]
+    x = (g[0], w[1], h, wd)
+    if _conv2d_infer([x, w], attrs) != g:
+        raise ShapeError(f"conv2d_input_grad: {fmt_shape(g)} is not the output of a conv of "
+                         f"{fmt_shape(x)} by {fmt_shape(w)}")
+    return x
+
+
+def _input_grad_bind(out, ins, attrs):
+    g, w = ins
+    n, f, ho, wo = g.shape
+    c, kh, kw = w.shape[1:]
+    s, p = attrs["stride"], attrs["padding"]
+    h, wd = attrs["size"]
+    dcols = np.empty((n, c, kh, kw, ho, wo), out.dtype)
+    dxp = np.empty((n, c, h + 2 * p, wd + 2 * p), out.dtype) if p else out
+    calls = [partial(np.matmul, _view(w, (f, c * kh * kw)).T, _view(g, (n, f, ho * wo)),
+                     out=_view(dcols, (n, c * kh * kw, ho * wo))),
+             partial(dxp.fill, 0)]
+    # col2im: the windows overlap where stride < kernel, so each tap adds
+    for t, dst in enumerate(_tap_slices(dxp, kh, kw, s, ho, wo)):
+        src = dcols[:, :, t // kw, t % kw]
+        calls.append(partial(np.add, dst, src, out=dst))
+    if p:
+        calls.append(partial(np.copyto, out, dxp[:, :, p:p + h, p:p + wd]))
+    return partial(_run_all, calls)
+
+
+def _input_grad_vjp(b, node, h):
+    g, w = node.inputs
+    a = {"stride": node.attrs["stride"], "padding": node.attrs["padding"]}
+    # dx = conv^T(g, w) is linear in g and in w: <dx, h> = <g, conv2d(h, w)>
+    return [b.add("conv2d", [h, w], a),
+            b.add("conv2d_weight_grad", [h, g], {**a, "kernel": tuple(w.shape[2:])})]
+
+
+define("conv2d_input_grad", "conv", _input_grad_infer,
+       _eval_by_bind(_input_grad_bind, _input_grad_infer), _input_grad_vjp,
+       _into_by_bind(_input_grad_bind), "conv2d", bind=_input_grad_bind,
+       doc="d conv2d / d x: g[N, F, Ho, Wo], w -> [N, C, H, W] (size = (H, W)); col2im")
+
+
+def _weight_grad_infer(shapes, attrs):
+    x, g = shapes
+    _image(x, "conv2d_weight_grad")
+    _image(g, "conv2d_weight_grad")
+    _same_batch(x, g, "conv2d_weight_grad")
+    w = (g[1], x[1]) + tuple(attrs["kernel"])
+    if _conv2d_infer([x, w], attrs)[1:] != g[1:]:
+        raise ShapeError(f"conv2d_weight_grad: {fmt_shape(g)} is not the output of a conv of "
+                         f"{fmt_shape(x)} by {fmt_shape(w)}")
+    return w
+
+
+def _weight_grad_bind(out, ins, attrs):
+    x, g = ins
+    n, f, ho, wo = g.shape
+    kh, kw = attrs["kernel"]
+    k = x.shape[1] * kh * kw
+    cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo)
+    per_example = np.empty((n, f, k), out.dtype)
+    calls += [partial(np.matmul, _view(g, (n, f, ho * wo)),
+                      _view(cols, (n, k, ho * wo)).transpose(0, 2, 1), out=per_example),
+              partial(np.sum, per_example, axis=0, out=_view(out, (f, k)))]
+    return partial(_run_all, calls)
+
+
+def _weight_grad_vjp(b, node, h):
+    x, g = node.inputs
+    a = {"stride": node.attrs["stride"], "padding": node.attrs["padding"]}
+    # dW is linear in x and in g: <dW, h> = <g, conv2d(x, h)>
+    return [b.add("conv2d_input_grad", [g, h], {**a, "size": tuple(x.shape[2:])}),
+            b.add("conv2d", [x, h], a)]
+
+
+define("conv2d_weight_grad", "conv", _weight_grad_infer,
+       _eval_by_bind(_weight_grad_bind, _weight_grad_infer), _weight_grad_vjp,
+       _into_by_bind(_weight_grad_bind), "conv2d", bind=_weight_grad_bind,
+       doc="d conv2d / d w: x[N, C, H, W], g[N, F, Ho, Wo] -> [F, C, kh, kw] (kernel = (kh, kw))")
+
+
+# pooling ------------------------------------------------------------------
+
+def _pool_infer(shapes, attrs):
+    (x,) = shapes
+    _image(x, "pooling")
+    k, s = attrs["size"], attrs["stride"]
+    if k > x[2] or k > x[3]:
+        raise ShapeError(f"a {k}x{k} pooling window is larger than the input {fmt_shape(x)}")
+    return x[:2] + ((x[2] - k) // s + 1, (x[3] - k) // s + 1)
+
+
+def _pool_taps(x, attrs, ho, wo):
+    return _tap_slices(x, attrs["size"], attrs["size"], attrs["stride"], ho, wo)
+
+
+def _maxpool_bind(out, ins, attrs):
+    (x,) = ins
+    first, *rest = _pool_taps(x, attrs, *out.shape[2:])
+    return partial(_run_all, [partial(np.copyto, out, first)] +
+                   [partial(np.maximum, out, t, out=out) for t in rest])
+
+
+def _winner_calls(x, attrs, shape, act):
+    """Calls that find each window's max (the first in row-major order on ties)
+    and then call act(t, hit) for every tap t, hit marking where t is the max."""
+    taps = _pool_taps(x, attrs, *shape[2:])
+    best = np.empty(shape, x.dtype)
+    free = np.empty(shape, bool)      # no earlier tap of the window was the max
+    hit = np.empty(shape, bool)
+    calls = [partial(np.copyto, best, taps[0])] + \
+        [partial(np.maximum, best, t, out=best) for t in taps[1:]] + [partial(free.fill, True)]
+    for t, tap in enumerate(taps):
+        calls += [partial(np.equal, tap, best, out=hit), partial(np.logical_and, hit, free, out=hit),
+                  partial(np.greater, free, hit, out=free), partial(act, t, hit)]
+    return calls
+
+
+def _maxpool_grad_infer(shapes, attrs):
+    x, g = shapes
+    if tuple(_pool_infer([x], attrs)) != tuple(g):
+        raise ShapeError(f"maxpool_grad: {fmt_shape(g)} is not the pooled shape of {fmt_shape(x)}")
+    return x
+
+
+def _maxpool_grad_bind(out, ins, attrs):
+    x, g = ins
+    dst = _pool_taps(out, attrs, *g.shape[2:])
+    part = np.empty(g.shape, out.dtype)
+
+    def scatter(t, hit):
+        np.multiply(g, hit, out=part)
+        np.add(dst[t], part, out=dst[t])
+    return partial(_run_all, [partial(out.fill, 0)] + _winner_calls(x, attrs, g.shape, scatter))
+
+
+def _maxpool_select_bind(out, ins, attrs):
+    x, h = ins
+    src = _pool_taps(h, attrs, *out.shape[2:])
+    part = np.empty(out.shape, out.dtype)
+
+    def gather(t, hit):
+        np.multiply(src[t], hit, out=part)
+        np.add(out, part, out=out)
+    return partial(_run_all, [partial(out.fill, 0)] + _winner_calls(x, attrs, out.shape, gather))
+
+
+def _select_infer(shapes, attrs):
+    x, h = shapes
+    if tuple(x) != tuple(h):
+        raise ShapeError(f"maxpool_select: {fmt_shape(x)} and {fmt_shape(h)} differ")
+    return _pool_infer([x], attrs)
+
+
+def _pool_attrs(node):
+    return {"size": node.attrs["size"], "stride": node.attrs["stride"]}
+
+
+define("maxpool", "reduce", _pool_infer, _eval_by_bind(_maxpool_bind, _pool_infer),
+       lambda b, n, g: [b.add("maxpool_grad", [n.inputs[0], g], _pool_attrs(n))],
+       _into_by_bind(_maxpool_bind), "pool", bind=_maxpool_bind,
+       doc="max over size x size windows, stride apart")
+define("maxpool_grad", "reduce", _maxpool_grad_infer,
+       _eval_by_bind(_maxpool_grad_bind, _maxpool_grad_infer),
+       lambda b, n, h: [None, b.add("maxpool_select", [n.inputs[0], h], _pool_attrs(n))],
+       _into_by_bind(_maxpool_grad_bind), "pool", bind=_maxpool_grad_bind,
+       doc="d maxpool / d x: g[N, C, Ho, Wo] routed to each window's argmax of x "
+           "(the first on ties); zero derivative in x")
+define("maxpool_select", "reduce", _select_infer,
+       _eval_by_bind(_maxpool_select_bind, _select_infer),
+       lambda b, n, g: [None, b.add("maxpool_grad", [n.inputs[0], g], _pool_attrs(n))],
+       _into_by_bind(_maxpool_select_bind), "pool", bind=_maxpool_select_bind,
+       doc="h at each window's argmax of x (maxpool(x) = maxpool_select(x, x)); "
+           "the transpose of maxpool_grad in g")
+
+
+def _avgpool_bind(out, ins, attrs):
+    (x,) = ins
+    first, *rest = _pool_taps(x, attrs, *out.shape[2:])
+    scale = out.dtype.type(1.0 / attrs["size"] ** 2)
+    return partial(_run_all, [partial(np.copyto, out, first)] +
+                   [partial(np.add, out, t, out=out) for t in rest] +
+                   [partial(np.multiply, out, scale, out=out)])
+
+
+def _avgpool_grad_infer(shapes, attrs):
+    (g,) = shapes
+    _image(g, "avgpool_grad")
+    x = g[:2] + tuple(attrs["shape"])
+    if tuple(_pool_infer([x], attrs)) != tuple(g):
+        raise ShapeError(f"avgpool_grad: {fmt_shape(g)} is not the pooled shape of {fmt_shape(x)}")
+    return x
+
+
+def _avgpool_grad_bind(out, ins, attrs):
+    (g,) = ins
+    part = np.empty(g.shape, out.dtype)
+    scale = out.dtype.type(1.0 / attrs["size"] ** 2)
+    calls = [partial(out.fill, 0), partial(np.multiply, g, scale, out=part)]
+    calls += [partial(np.add, t, part, out=t) for t in _pool_taps(out, attrs, *g.shape[2:])]
+    return partial(_run_all, calls)
+
+
+define("avgpool", "reduce", _pool_infer, _eval_by_bind(_avgpool_bind, _pool_infer),
+       lambda b, n, g: [b.add("avgpool_grad", [g], {**_pool_attrs(n),
+                                                    "shape": tuple(n.inputs[0].shape[2:])})],
+       _into_by_bind(_avgpool_bind), "pool", bind=_avgpool_bind,
+       doc="mean over size x size windows, stride apart")
+define("avgpool_grad", "reduce", _avgpool_grad_infer,
+       _eval_by_bind(_avgpool_grad_bind, _avgpool_grad_infer),
+       lambda b, n, h: [b.add("avgpool", [h], _pool_attrs(n))],
+       _into_by_bind(_avgpool_grad_bind), "pool", bind=_avgpool_grad_bind,
+       doc="d avgpool / d x: each window's g / size^2 spread over it (shape = (H, W))")
+
+
+# dropout ------------------------------------------------------------------
+
+define("dropout", "elementwise", lambda s, a: s[0], lambda ins, a: ins[0].copy(),
+       lambda b, n, g: [g], lambda out, ins, a: np.copyto(out, ins[0]), "{a}",
+       doc="identity as written; passes/mode.py makes it x * mask in training programs "
+           "and removes it elsewhere, so only unmoded graphs (gradient checks) run it")
+define("random", "leaf", lambda s, a: a["shape"], lambda ins, a: _no_value(a),
+       doc="a dropout mask refilled by the executor before every run: (u >= rate) / (1 - rate) "
+           "for u uniform in [0, 1) from default_rng([seed, 2]); attrs name, shape, rate, seed")
+
+
+def _no_value(attrs):
+    raise RuntimeError(f"mask {attrs['name']} is a leaf; the executor fills it")
