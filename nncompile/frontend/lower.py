@@ -91,8 +91,9 @@ class Lowering:
         if axis is None:
             return tuple(range(off, len(x.shape)))
         if not -rank <= axis < rank:
-            self.error(span, f"axis {axis} is out of range: one example of this value has "
-                       f"{rank} axes {fmt_shape(x.shape[off:])}",
+            self.error(span, f"axis {axis} is out of range: one example of this value is "
+                       f"{fmt_shape(x.shape[off:])}, which has {rank} "
+                       f"ax{'i' if rank == 1 else 'e'}s",
                        "axes count within one example, from 0; the batch axis is never counted")
         return (axis % rank + off,)
 
@@ -356,13 +357,15 @@ class Lowering:
             return LAYER_LOWERINGS[f](self, e)
         known = FUNCTIONS + INITS
         self.error(e.span, f"unknown function '{f}'",
-                   did_you_mean(f, known) or "see docs/language.md for the functions")
+                   did_you_mean(f, known) or
+                   "the built-in functions are " + ", ".join(sorted(set(FUNCTIONS))))
 
     def args(self, e: ast.Call, n: int, names=()) -> list:
         self.check_kwargs(e, names)
         if len(e.args) != n:
+            form = {1: "x", 2: "prediction, target"}.get(n, ", ".join("x" * n))
             self.error(e.span, f"{e.func} takes {n} argument{'s' if n > 1 else ''}, "
-                       f"got {len(e.args)}")
+                       f"got {len(e.args)}", f"write it as {e.func}({form})")
         return [self.expr(a) for a in e.args]
 
     def check_kwargs(self, e: ast.Call, allowed):
@@ -472,7 +475,10 @@ class Lowering:
             if not isinstance(v, ast.Name) or v.id not in choices:
                 one_of = f"{key} is one of: {', '.join(choices)}"
                 if isinstance(v, ast.Name):
+                    alias = {"gpu": "cuda", "nvidia": "cuda"}.get(v.id.lower()) \
+                        if key == "device" else None
                     self.error(_span(v), f"'{v.id}' is not a valid {key}",
+                               (f"did you mean '{alias}'?" if alias else None) or
                                did_you_mean(v.id, choices) or one_of)
                 self.error(_span(v), f"{key} must be a word, not {_text(self.program, v)}",
                            one_of)

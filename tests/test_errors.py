@@ -1,0 +1,443 @@
+"""Broken models: each ends in one exact `FILE:LINE:COL: error: MESSAGE` (and hint).
+
+Every case is a small .nn text compiled with compile_source(file="m.nn"); the
+test pins the first line of the first diagnostic and its hint (None: no hint).
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import nncompile
+from nncompile import CompileError
+
+HEAD = "input x[2]\ntarget y[1]\n"
+TRAIN = HEAD + "output p = dense(x, 1, sigmoid)\nloss mse(p, y)\ntrain {\n  data = xor\n"
+KEYWORDS = "model, input, target, param, output, loss, train"
+BRACKETS = "a statement continues over lines only inside ( ) or [ ]"
+
+# (id, source, first line, hint)
+CASES = [
+    # syntax ------------------------------------------------------------------
+    ("unclosed_bracket", "input x[2]\nh = dense(x, 4, tanh\noutput p = dense(h, 1)\n",
+     "m.nn:2:10: error: '(' is not closed",
+     f"close it with ')' before the next statement on line 3; {BRACKETS}"),
+    ("unclosed_bracket_at_end", "input x[2]\nh = dense(x, 4, tanh\n",
+     "m.nn:2:10: error: '(' is not closed",
+     f"close it with ')' before the end of the file; {BRACKETS}"),
+    ("unclosed_shape", "input x[2\ntarget y[1]\n",
+     "m.nn:1:8: error: '[' is not closed",
+     f"close it with ']' before the next statement on line 2; {BRACKETS}"),
+    ("unclosed_train_block", TRAIN + "  epochs = 3\n",
+     "m.nn:5:7: error: '{' is not closed",
+     "close it with '}' before the end of the file; a train block ends with '}' on a line "
+     "of its own"),
+    ("statement_inside_train_block", TRAIN + "  epochs = 3\nloss mae(p, y)\n",
+     "m.nn:5:7: error: '{' is not closed",
+     "close it with '}' before the next statement on line 8; a train block ends with '}' "
+     "on a line of its own"),
+    ("missing_comma_arguments", "input x[2]\nh = dense(x 4)\n",
+     "m.nn:2:13: error: unexpected number 4; expected an operator, ')' or ','",
+     "is a ',' missing between two arguments?"),
+    ("missing_comma_shape", "input x[2 3]\n",
+     "m.nn:1:11: error: unexpected number 3; expected ',' or ']'",
+     "is a ',' missing between two sizes?"),
+    ("stray_character", "input x[2]\nh = x $ 2\n",
+     "m.nn:2:7: error: unexpected character '$'", None),
+    ("semicolon", "input x[2]\nh = x * 2;\n",
+     "m.nn:2:10: error: unexpected character ';'",
+     "a statement ends at the end of its line; no ';' is needed"),
+    ("equals_twice", "input x[2]\nh = g = x\n",
+     "m.nn:2:7: error: unexpected '='; expected an operator or the end of the line",
+     "'=' appears once in a statement, after the name it defines: NAME = EXPR"),
+    ("two_statements_on_one_line", "input x[2]\nh = x * 2 output p = h\n",
+     "m.nn:2:11: error: unexpected keyword 'output'; expected an operator or the end of "
+     "the line",
+     "each statement goes on its own line; start 'output' on a new line"),
+    ("bad_number", "input x[2]\nh = x * 1.2.3\n",
+     "m.nn:2:9: error: '1.2.3' is not a number",
+     "numbers are written like 3, 0.5, .5 or 1e-3"),
+    ("number_glued_to_name", "input x[2]\nh = 2x\n",
+     "m.nn:2:5: error: '2x' is not a number",
+     "numbers are written like 3, 0.5, .5 or 1e-3; a product is written 2 * x"),
+    ("exponent_without_digits", "input x[2]\nh = x * 1e\n",
+     "m.nn:2:9: error: '1e' is not a number",
+     "numbers are written like 3, 0.5, .5 or 1e-3"),
+    ("missing_shape", "input x\n",
+     "m.nn:1:7: error: 'x' needs a shape, e.g. x[4]",
+     "the shape of one example, in brackets; the batch axis is never written"),
+    ("missing_shape_param", "input x[2]\nparam w = zeros\n",
+     "m.nn:2:7: error: 'w' needs a shape, e.g. w[4]",
+     "the shape of one example, in brackets; the batch axis is never written"),
+    ("empty_shape", "input x[]\n",
+     "m.nn:1:7: error: 'x' needs a shape, e.g. x[4]", None),
+    ("zero_size", "input x[0]\n",
+     "m.nn:1:9: error: a size must be a positive whole number, got 0", None),
+    ("unterminated_string", TRAIN + '  data = "xor.csv\n}\n',
+     "m.nn:7:10: error: unexpected character '\"'",
+     "a quoted path must end on the same line"),
+    ("unmatched_closer", "input x[2]\nh = x * 2)\n",
+     "m.nn:2:10: error: unexpected ')'; expected the end of the line",
+     "this ')' closes nothing"),
+    ("stray_brace", "input x[2]\n}\n",
+     "m.nn:2:1: error: unexpected '}'; expected a statement or the end of the file",
+     "this '}' closes nothing"),
+    ("misspelt_keyword", "inptu x[2]\n",
+     "m.nn:1:1: error: unknown keyword 'inptu'", "did you mean 'input'?"),
+    ("not_a_statement", "frob x[2]\n",
+     "m.nn:1:6: error: unexpected name 'x'; expected '='",
+     f"a statement starts with a keyword ({KEYWORDS}) or defines a value: NAME = EXPR"),
+    ("missing_operand", "input x[2]\nh = x +\n",
+     "m.nn:2:8: error: unexpected end of the line; expected a value", None),
+    ("train_setting_without_equals", TRAIN + "  epochs 3\n}\n",
+     "m.nn:7:10: error: unexpected number 3; expected '='",
+     "a train setting is written KEY = VALUE"),
+    # names -------------------------------------------------------------------
+    ("unknown_name", "input x[2]\nhidden = dense(x, 4)\noutput p = dense(hiden, 1)\n",
+     "m.nn:3:18: error: unknown name 'hiden'", "did you mean 'hidden'?"),
+    ("unknown_name_far_from_all", "input x[2]\noutput p = dense(q, 1)\n",
+     "m.nn:2:18: error: unknown name 'q'",
+     "define it with 'NAME = ...' or declare it with 'input', 'target' or 'param'"),
+    ("use_before_definition", "input x[2]\noutput p = dense(h, 1)\nh = dense(x, 4)\n",
+     "m.nn:2:18: error: 'h' is used before its definition on line 3",
+     "define a name before using it"),
+    ("defined_twice", "input x[2]\nh = x * 2\nh = x * 3\n",
+     "m.nn:3:1: error: 'h' is already defined on line 2",
+     "a name is defined once; choose another name"),
+    ("keyword_assigned", "input x[2]\ninput = x\n",
+     "m.nn:2:1: error: 'input' is a keyword, not a name",
+     f"the keywords {KEYWORDS} start statements; pick another name"),
+    ("keyword_used_as_value", "input x[2]\nh = dense(input, 3)\n",
+     "m.nn:2:11: error: 'input' is a keyword, not a name",
+     f"the keywords {KEYWORDS} start statements"),
+    ("keyword_declared", "param loss[2] = zeros\n",
+     "m.nn:1:7: error: 'loss' is a keyword, not a name", "pick another name"),
+    ("function_used_as_value", "input x[2]\nh = relu + x\n",
+     "m.nn:2:5: error: 'relu' is a function, not a value", "call it: relu(x)"),
+    ("builtin_redefined", "input x[2]\nrelu = x * 2\n",
+     "m.nn:2:1: error: 'relu' is the name of a built-in function", "choose another name"),
+    # calls -------------------------------------------------------------------
+    ("unknown_function", "input x[2]\nh = rleu(x)\n",
+     "m.nn:2:5: error: unknown function 'rleu'", "did you mean 'relu'?"),
+    ("unknown_function_lists_builtins", "input x[2]\nh = frobnicate(x)\n",
+     "m.nn:2:5: error: unknown function 'frobnicate'",
+     "the built-in functions are abs, avgpool, binary_cross_entropy, conv2d, cross_entropy, "
+     "dense, dropout, exp, flatten, leaky_relu, log, log_softmax, mae, max, maxpool, mean, "
+     "mse, perceptron, relu, sigmoid, softmax, sqrt, square, step, sum, tanh, transpose"),
+    ("wrong_argument_count", "input x[2]\nh = relu(x, 2)\n",
+     "m.nn:2:5: error: relu takes 1 argument, got 2", "write it as relu(x)"),
+    ("loss_argument_count", HEAD + "p = dense(x, 1)\nloss mse(p)\n",
+     "m.nn:4:6: error: mse takes 2 arguments, got 1", "write it as mse(prediction, target)"),
+    ("dense_argument_count", "input x[2]\nh = dense(x)\n",
+     "m.nn:2:5: error: dense takes a value, a number of units and an optional activation: "
+     "dense(x, 10, relu)", None),
+    ("unknown_keyword_argument", "input x[2]\nh = sum(x, axes = 0)\n",
+     "m.nn:2:12: error: sum has no argument 'axes'", "did you mean 'axis'?"),
+    ("keyword_argument_not_taken", "input x[2]\nh = relu(x, slope = 2)\n",
+     "m.nn:2:13: error: relu has no argument 'slope'", "relu takes no named arguments"),
+    ("misspelt_activation", "input x[2]\nh = dense(x, 4, tanhh)\n",
+     "m.nn:2:17: error: 'tanhh' is not an activation", "did you mean 'tanh'?"),
+    ("layer_as_activation", "input x[2]\nh = dense(x, 4, dense)\n",
+     "m.nn:2:17: error: 'dense' is not an activation",
+     "activations: relu, sigmoid, tanh, step, leaky_relu, exp, log, abs, sqrt, square, "
+     "softmax, log_softmax"),
+    ("dense_on_non_vector", "input x[2, 3]\nh = dense(x, 4)\n",
+     "m.nn:2:11: error: dense needs a vector per example, got [2, 3]",
+     "flatten it first: dense(flatten(x), ...)"),
+    ("units_not_whole", "input x[2]\nh = dense(x, 2.5)\n",
+     "m.nn:2:14: error: the number of units must be a whole number, got 2.5", None),
+    ("axis_out_of_range", "input x[2]\nh = sum(x, axis = 1)\n",
+     "m.nn:2:19: error: axis 1 is out of range: one example of this value is [2], which "
+     "has 1 axis",
+     "axes count within one example, from 0; the batch axis is never counted"),
+    ("quoted_path_outside_data", "input x[2]\nh = x * \"two\"\n",
+     "m.nn:2:9: error: a quoted path is only allowed as the value of 'data'", None),
+    ("exponent_not_a_number", "input x[2]\nh = x ^ x\n",
+     "m.nn:2:9: error: the exponent of '^' must be a number", None),
+    # shapes ------------------------------------------------------------------
+    ("matmul_mismatch", "input x[2]\nparam w[3, 4] = zeros\nh = x @ w\n",
+     "m.nn:3:5: error: '@' cannot multiply [N, 2] by [3, 4]: 2 columns against 3 rows "
+     "('x' on line 1 @ 'w' on line 2)",
+     "the left operand's last size must equal the right operand's second-to-last size"),
+    ("matmul_mismatch_one_row", "input x[2]\nparam w[1, 4] = zeros\nh = x @ w\n",
+     "m.nn:3:5: error: '@' cannot multiply [N, 2] by [1, 4]: 2 columns against 1 row "
+     "('x' on line 1 @ 'w' on line 2)",
+     "the left operand's last size must equal the right operand's second-to-last size"),
+    ("broadcast_mismatch", "input x[2]\nparam b[3] = zeros\nh = x + b\n",
+     "m.nn:3:5: error: shapes [N, 2] and [3] do not broadcast ('x' on line 1 + 'b' on "
+     "line 2)",
+     "elementwise operands need equal sizes, or a size of 1, in each axis counted from "
+     "the right"),
+    ("loss_shape_mismatch", "input x[2]\ntarget y[3]\nh = dense(x, 4)\nloss mse(h, y)\n",
+     "m.nn:4:6: error: mse compares values of different shapes: 'h' on line 3 is [N, 4] "
+     "but 'y' on line 2 is [N, 3]",
+     "the prediction and the target need the same shape"),
+    ("loss_not_one_number_per_example", "input x[2]\ntarget y[4]\nh = dense(x, 4)\nloss h - y\n",
+     "m.nn:4:6: error: the loss must be one number per example; this expression has shape "
+     "[N, 4]",
+     "reduce it, e.g. loss mean((p - y) ^ 2)"),
+    ("two_losses", HEAD + "p = dense(x, 1)\nloss mse(p, y)\nloss mae(p, y)\n",
+     "m.nn:5:1: error: a model has exactly one 'loss' statement",
+     "combine several terms into one expression with '+'"),
+    ("output_without_input", "param w[2] = ones\noutput p = w * 2\n",
+     "m.nn:2:8: error: output 'p' does not depend on an input",
+     "an output is computed per example from the model's inputs"),
+    # inits -------------------------------------------------------------------
+    ("unknown_init", "param w[2] = gaussian(0, 1)\n",
+     "m.nn:1:14: error: 'gaussian' is not an initialiser",
+     "an init is zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he or a number"),
+    ("misspelt_init", "param w[2] = xavir\n",
+     "m.nn:1:14: error: 'xavir' is not an initialiser", "did you mean 'xavier'?"),
+    ("uniform_lo_above_hi", "param w[2] = uniform(1, -1)\n",
+     "m.nn:1:14: error: uniform(lo, hi) needs lo <= hi, got 1 > -1",
+     "swap them: uniform(-1, 1)"),
+    ("normal_negative_std", "param w[2] = normal(0, -0.5)\n",
+     "m.nn:1:24: error: normal(mean, std) needs std >= 0, got -0.5",
+     "the standard deviation is a spread: 0 or more"),
+    ("normal_argument_count", "param w[2] = normal(0)\n",
+     "m.nn:1:14: error: normal takes two numbers: normal(mean, std)", None),
+    # train block -------------------------------------------------------------
+    ("unknown_train_key", TRAIN + "  epoch = 3\n}\n",
+     "m.nn:7:3: error: unknown train setting 'epoch'", "did you mean 'epochs'?"),
+    ("bad_optimizer", TRAIN + "  optimizer = rmsprop(lr = 0.1)\n}\n",
+     "m.nn:7:15: error: 'rmsprop' is not an optimizer",
+     "optimizer is sgd(lr, momentum = 0) or adam(lr)"),
+    ("misspelt_optimizer", TRAIN + "  optimizer = adan(lr = 0.1)\n}\n",
+     "m.nn:7:15: error: 'adan' is not an optimizer", "did you mean 'adam'?"),
+    ("optimizer_number", TRAIN + "  optimizer = 3\n}\n",
+     "m.nn:7:15: error: '3' is not an optimizer",
+     "optimizer is sgd(lr, momentum = 0) or adam(lr)"),
+    ("optimizer_without_brackets", TRAIN + "  optimizer = sgd\n}\n",
+     "m.nn:7:15: error: sgd needs a learning rate in brackets: sgd(lr = 0.01)", None),
+    ("lr_missing", TRAIN + "  optimizer = sgd(momentum = 0.9)\n}\n",
+     "m.nn:7:15: error: sgd needs a learning rate: sgd(lr = 0.01)", None),
+    ("lr_negative", TRAIN + "  optimizer = adam(lr = -0.01)\n}\n",
+     "m.nn:7:25: error: the learning rate must be positive, got -0.01", None),
+    ("lr_zero", TRAIN + "  optimizer = sgd(0)\n}\n",
+     "m.nn:7:19: error: the learning rate must be positive, got 0", None),
+    ("lr_given_twice", TRAIN + "  optimizer = sgd(0.1, lr = 0.2)\n}\n",
+     "m.nn:7:24: error: 'lr' is given twice", None),
+    ("optimizer_unknown_setting", TRAIN + "  optimizer = sgd(lr = 0.1, beta1 = 0.9)\n}\n",
+     "m.nn:7:29: error: sgd has no argument 'beta1'", "sgd accepts lr, momentum"),
+    ("beta_not_below_one", TRAIN + "  optimizer = adam(lr = 0.1, beta2 = 1)\n}\n",
+     "m.nn:7:38: error: 'beta2' must be below 1, got 1", None),
+    ("split_one", TRAIN + "  split = 1\n}\n",
+     "m.nn:7:11: error: split is the held-out fraction, below 1; got 1", None),
+    ("split_negative", TRAIN + "  split = -0.5\n}\n",
+     "m.nn:7:11: error: split must be at least 0, got -0.5", None),
+    ("batch_zero", TRAIN + "  batch = 0\n}\n",
+     "m.nn:7:11: error: batch must be positive, got 0", None),
+    ("epochs_fraction", TRAIN + "  epochs = 2.5\n}\n",
+     "m.nn:7:12: error: epochs must be a whole number, got 2.5", None),
+    ("seed_name", TRAIN + "  seed = x\n}\n",
+     "m.nn:7:10: error: seed must be a number", None),
+    ("duplicate_key", TRAIN + "  batch = 4\n  batch = 8\n}\n",
+     "m.nn:8:3: error: 'batch' is set twice in the train block", "it was first set on line 7"),
+    ("unknown_data_set", HEAD + "output p = dense(x, 1)\nloss mse(p, y)\ntrain {\n"
+     "  data = xorr\n}\n",
+     "m.nn:6:10: error: 'xorr' is not a built-in data set", "did you mean 'xor'?"),
+    ("data_number", HEAD + "output p = dense(x, 1)\nloss mse(p, y)\ntrain {\n  data = 3\n}\n",
+     "m.nn:6:10: error: data is a built-in set or a path in quotes", None),
+    ("shuffle_not_a_word", TRAIN + "  shuffle = 1\n}\n",
+     "m.nn:7:13: error: shuffle must be a word, not '1'", "shuffle is one of: true, false"),
+    ("normalize_far_from_all", TRAIN + "  normalize = zscore\n}\n",
+     "m.nn:7:15: error: 'zscore' is not a valid normalize",
+     "normalize is one of: none, minmax, standardize"),
+    ("device_misspelt", TRAIN + "  device = gpu\n}\n",
+     "m.nn:7:12: error: 'gpu' is not a valid device", "did you mean 'cuda'?"),
+    ("device_far_from_all", TRAIN + "  device = tpu_v4\n}\n",
+     "m.nn:7:12: error: 'tpu_v4' is not a valid device", "device is one of: cpu, cuda, auto"),
+    ("train_without_loss", HEAD + "output p = dense(x, 1)\ntrain {\n  data = xor\n}\n",
+     "m.nn:4:1: error: this model trains but has no 'loss' statement",
+     "add e.g. 'loss mse(p, y)' before the train block"),
+    ("two_train_blocks", TRAIN + "}\ntrain {\n  epochs = 2\n}\n",
+     "m.nn:8:1: error: a model has at most one 'train' block", None),
+    ("model_not_first", "input x[2]\nmodel late\n",
+     "m.nn:2:1: error: 'model' must be the first statement", None),
+]
+
+
+def _error(source: str, file: str = "m.nn") -> CompileError:
+    with pytest.raises(CompileError) as info:
+        nncompile.compile_source(source, file=file, device="cpu")
+    return info.value
+
+
+def _first(err: CompileError) -> tuple[str, str | None]:
+    """The first diagnostic's `FILE:LINE:COL: error:` line and its hint (or None)."""
+    text = err.diagnostics[0].render(err.source)
+    lines = text.splitlines()
+    hints = [ln[len("hint: "):] for ln in lines if ln.startswith("hint: ")]
+    return lines[0], (hints[0] if hints else None)
+
+
+def test_enough_broken_models():
+    assert len(CASES) >= 25
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("source, line, hint", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_broken_model(source, line, hint):
+    err = _error(source)
+    assert len(err.diagnostics) == 1, str(err)
+    assert _first(err) == (line, hint)
+    # the exception's text is exactly the rendered diagnostic
+    assert str(err) == err.diagnostics[0].render(source)
+    assert str(err).startswith(line + "\n")
+    assert "Traceback" not in str(err)
+
+
+def test_rendering_shows_the_line_and_a_caret_under_the_fault():
+    src = "input x[2]\nhidden = dense(x, 4)\noutput p = dense(hiden, 1)\n"
+    assert str(_error(src)) == (
+        "m.nn:3:18: error: unknown name 'hiden'\n"
+        "    output p = dense(hiden, 1)\n"
+        "                     ^^^^^\n"
+        "hint: did you mean 'hidden'?")
+
+
+def test_unclosed_bracket_caret_points_at_the_bracket():
+    src = "input x[2]\nh = dense(x, 4, tanh\noutput p = dense(h, 1)\n"
+    lines = str(_error(src)).splitlines()
+    assert lines[1] == "    h = dense(x, 4, tanh"
+    assert lines[2] == "             ^"
+    assert lines[1][lines[2].index("^")] == "("
+
+
+def test_crlf_and_tabs_are_accepted():
+    src = ("# xor with CRLF line endings and tabs\r\n"
+           "model\txor_crlf\r\n"
+           "input\tx[2]\r\n"
+           "target\ty[1]\r\n"
+           "h\t=\tdense(x,\t4,\ttanh)\r\n"
+           "output p = dense(h, 1, sigmoid)\r\n"
+           "loss mse(p, y)\r\n"
+           "train {\r\n"
+           "\tdata\t= xor\r\n"
+           "\toptimizer = sgd(lr = 0.5)\r\n"
+           "\tepochs = 3\r\n"
+           "}\r\n")
+    model = nncompile.compile_source(src, file="m.nn", device="cpu")
+    assert model.name == "xor_crlf"
+    assert model.inputs == {"x": (2,)} and model.outputs == {"p": (1,)}
+    assert sorted(model.params) == ["h.bias", "h.weight", "p.bias", "p.weight"]
+    assert model.train_config.epochs == 3 and model.train_config.lr == 0.5
+    # the same model with LF endings compiles to the same program
+    lf = nncompile.compile_source(src.replace("\r\n", "\n"), file="m.nn", device="cpu")
+    assert str(model.ir) == str(lf.ir)
+
+
+def test_error_positions_in_a_crlf_file_with_tabs():
+    # a tab counts as one column, and the rendered line shows it as one space,
+    # so the caret stays under the fault; no '\r' leaks into the message
+    src = "input\tx[2]\r\nh\t=\tdense(x,\t4,\ttanhh)\r\n"
+    text = str(_error(src))
+    assert text == ("m.nn:2:17: error: 'tanhh' is not an activation\n"
+                    "    h = dense(x, 4, tanhh)\n"
+                    "                    ^^^^^\n"
+                    "hint: did you mean 'tanh'?")
+    assert "\r" not in text
+
+
+def test_old_mac_line_endings_are_lines_too():
+    model = nncompile.compile_source("input x[2]\routput p = x * 2\r", file="m.nn",
+                                     device="cpu")
+    assert model.outputs == {"p": (2,)}
+
+
+def test_output_of_an_existing_value():
+    # `output NAME` without '=' once crashed the AST builder
+    model = nncompile.compile_source("input x[2]\np = x * 2\noutput p\n", file="m.nn",
+                                     device="cpu")
+    assert model.outputs == {"p": (2,)}
+
+
+def test_several_errors_are_reported_at_once_in_source_order():
+    src = ("input x[2]\n"
+           "target y[1]\n"
+           "h = dense(x, 4, tanhh)\n"
+           "output p = dense(q, 1)\n"
+           "loss mse(p, y)\n"
+           "train {\n"
+           "  epoch = 3\n"
+           "  batch = 0\n"
+           "  optimizer = sgd\n"
+           "}\n"
+           "param w[2] = normal(0, -1)\n")
+    err = _error(src)
+    firsts = [d.render().splitlines()[0] for d in err.diagnostics]
+    assert firsts == [
+        "m.nn:3:17: error: 'tanhh' is not an activation",
+        "m.nn:4:18: error: unknown name 'q'",
+        "m.nn:7:3: error: unknown train setting 'epoch'",
+        "m.nn:8:11: error: batch must be positive, got 0",
+        "m.nn:9:15: error: sgd needs a learning rate in brackets: sgd(lr = 0.01)",
+        "m.nn:11:24: error: normal(mean, std) needs std >= 0, got -1",
+    ]
+    text = str(err)
+    assert text.count(": error: ") == 6
+    assert text.index("did you mean 'tanh'?") < text.index("unknown name 'q'")
+
+
+def test_a_failed_definition_is_not_reported_again_where_it_is_used():
+    src = "input x[2]\nh = dense(x, 4, tanhh)\nz = h * 2\noutput p = dense(z, 1)\n"
+    err = _error(src)
+    assert [d.span.line for d in err.diagnostics] == [2]
+
+
+def test_errors_in_a_model_file_name_the_file(tmp_path):
+    path = tmp_path / "broken.nn"
+    path.write_text("input x[2]\nh = rleu(x)\n")
+    with pytest.raises(CompileError) as info:
+        nncompile.compile(str(path), device="cpu")
+    assert str(info.value).splitlines()[0] == f"{path}:2:5: error: unknown function 'rleu'"
+
+
+def test_source_text_without_a_file_is_called_string():
+    with pytest.raises(CompileError) as info:
+        nncompile.compile_source("input x\n", device="cpu")
+    assert str(info.value).startswith("<string>:1:7: error: 'x' needs a shape")
+
+
+def _mutants(n: int, seed: int):
+    import glob
+    import os
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+    samples = [open(f).read() for f in sorted(glob.glob(os.path.join(root, "*.nn")))]
+    pieces = list("()[]{},=+-*/@^#\"'\n\t.;") + [
+        "relu", "dense", "x", "3", "-1", "1e9", "input", "loss", "train", "model", "sum(",
+        "axis = 5", "flatten(", "lr", "N", "output", "param", "output p", "\r\n", "'f.csv'",
+        "uniform(", "normal(", "epochs = ", "transpose(x)", "[1, 2]"]
+    rng = random.Random(seed)
+    for _ in range(n):
+        s = rng.choice(samples)
+        for _ in range(rng.randint(1, 3)):
+            p = rng.randrange(len(s) + 1)
+            r = rng.random()
+            if r < 0.3:
+                s = s[:p] + s[p + 1:]
+            elif r < 0.8:
+                s = s[:p] + rng.choice(pieces) + s[p:]
+            else:
+                q = rng.randrange(len(s) + 1)
+                s = s[:p] + s[q:q + 10] + s[p:]
+        yield s
+
+
+def test_mangled_samples_fail_only_with_compile_errors():
+    """Random edits of the samples either compile or raise CompileError whose every
+    diagnostic has a real position: never another exception."""
+    failed = 0
+    for src in _mutants(400, seed=7):
+        try:
+            nncompile.compile_source(src, file="m.nn", device="cpu")
+        except CompileError as e:
+            failed += 1
+            assert e.diagnostics
+            for d in e.diagnostics:
+                assert d.span is not None and d.span.file == "m.nn", src
+                assert d.span.line >= 1 and d.span.column >= 1, src
+                assert "something else" not in d.message, src
+    assert failed > 200
