@@ -229,18 +229,31 @@ class Model:
         write_atomic(path, lambda f: np.savez(f, **self.params))
 
     def load(self, path: str) -> None:
+        hint = "weights come from `nncompile run` or Model.save"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                values = {k: data[k] for k in data.files}
+            data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise DataError("no such weights file", file=path) from None
+        except IsADirectoryError:
+            raise DataError("this is a folder, not a weights file", file=path) from None
         except Exception as e:   # a corrupt or foreign file
             raise DataError(f"not a weights file written by nncompile ({e})", file=path,
-                            hint="weights come from `nncompile run` or Model.save") from None
+                            hint=hint) from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise DataError("not a weights file: it holds one array, not an .npz archive of "
+                            "params", file=path, hint=hint)
+        try:
+            with data:
+                values = {k: data[k] for k in data.files}
+        except Exception as e:   # a damaged member, or one that needs pickle
+            raise DataError(f"the weights file is damaged ({e})", file=path,
+                            hint=hint) from None
         missing = [k for k in self.graph.params if k not in values]
+        extra = [k for k in values if k not in self.graph.params]
         if missing:
+            also = f"; it holds {', '.join(extra)} instead" if extra else ""
             raise DataError(f"the file lacks param(s) {', '.join(missing)} of model "
-                            f"{self.name}", file=path,
+                            f"{self.name}{also}", file=path,
                             hint="were these weights trained from another model?")
         self.set_params(values, source=path)
 
@@ -279,11 +292,18 @@ def write_atomic(path: str, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 __all__ = ["compile", "compile_source", "Model", "N"]

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .diagnostics import DataError, NNCompileError
+from .diagnostics import DataError, Diagnostic, NNCompileError
 
 EPILOG = "docs: docs/cli.md and docs/language.md; exit status 0 ok, 1 model/data fault, 2 usage"
 
@@ -82,6 +82,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nncompile: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except OSError as e:     # a file the user named cannot be read or written
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{where}error: {e.strerror or e}", file=sys.stderr)
+        return 1
     except Exception as e:   # a compiler bug: say so plainly
         if args.debug:
             raise
@@ -128,7 +134,8 @@ def cmd_run(args) -> int:
     history_path = os.path.join(folder, f"{stem}.history.json")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise DataError("--out must be a folder", file=args.out)
-    print(f"nncompile: training {model.name} on {cfg.data} ({model.device}, {epochs} epochs, "
+    print(f"nncompile: training {model.name} on {cfg.data} ({model.device}, {epochs} "
+          f"epoch{'' if epochs == 1 else 's'}, "
           f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
                                   else "") + ")")
 
@@ -145,6 +152,8 @@ def cmd_run(args) -> int:
         print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
               "nothing was written", file=sys.stderr)
         return 130
+    except DataError as e:
+        raise _at_data_line(model, e) from None
     from .api import write_atomic
     model.save(weights)
     text = json.dumps({"model": model.name, "file": args.model, "device": model.device,
@@ -162,6 +171,18 @@ def cmd_run(args) -> int:
         print("final: " + ", ".join(summary))
     print(f"wrote {weights}\nwrote {history_path}")
     return 0
+
+
+def _at_data_line(model, e: DataError) -> NNCompileError:
+    """A fault of the data as a whole (missing file, wrong example size) is shown
+    where the model names the data: MODEL:LINE:COL at `data = ...`. Faults in one
+    row keep the data file's own FILE:ROW."""
+    cfg = model.train_config
+    span = cfg.spans.get("data")
+    if e.row is not None or span is None or e.file == model.file:
+        return e
+    what = f"data file '{cfg.data}'" if cfg.data_is_path else f"data set '{cfg.data}'"
+    return NNCompileError(Diagnostic(span, f"{what}: {e.message}", e.hint).render(model.source))
 
 
 # check -----------------------------------------------------------------------
@@ -219,14 +240,25 @@ def read_input(path: str, model) -> object:
         from .train.data import load_file
         if len(names) != 1:
             raise DataError("a .csv feeds a model with one input", file=path)
-        size = int(np.prod(model.inputs[names[0]]))
-        return load_file(path, size, 0).x
+        shape = model.inputs[names[0]]
+        size = int(np.prod(shape))
+        try:
+            return load_file(path, size, 0).x
+        except DataError as e:
+            if e.row is None or e.hint is not None:
+                raise
+            raise DataError(e.message, file=e.file, row=e.row,
+                            hint=f"the model's input '{names[0]}' is {list(shape)}: one "
+                                 f"example of {size} values per row") from None
     raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
 
 
 def write_output(path: str, outputs) -> None:
     from .api import write_atomic
     low = path.lower()
+    folder = os.path.dirname(path)
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path)
     if isinstance(outputs, dict) and not low.endswith(".npz"):
         raise DataError("this model has several outputs; write them to an .npz", file=path)
     if low.endswith(".npy"):

@@ -67,7 +67,7 @@ class DataError(NNCompileError):
 
     def __init__(self, message: str, file: str | None = None, row: int | None = None,
                  hint: str | None = None):
-        self.file, self.row, self.hint = file, row, hint
+        self.message, self.file, self.row, self.hint = message, file, row, hint
         where = ""
         if file is not None:
             where = f"{file}:{row}: " if row is not None else f"{file}: "

@@ -181,6 +181,8 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
             raise DataError("the file has a header but no data rows", file=path)
 
     forms = {nf + nt: f"{nf + nt} ({_plural(nf, 'feature')} + {_plural(nt, 'target')})"}
+    if nt == 0:                                             # inputs only (predict)
+        forms = {nf: f"{nf} (one input example)"}
     if nt > 1:
         forms[nf + 1] = f"{nf + 1} ({_plural(nf, 'feature')} + 1 class label)"
     first_line, first = rows[0]

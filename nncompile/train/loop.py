@@ -43,7 +43,7 @@ def _load(model, cfg):
     path = cfg.data
     if cfg.data_is_path and not __import__("os").path.isabs(path):
         import os
-        path = os.path.join(os.path.dirname(os.path.abspath(model.file)), path) \
+        path = os.path.join(os.path.dirname(model.file), path) \
             if model.file != "<string>" else path
     ds = datasets.load(path, cfg.data_is_path, cfg.seed, int(np.prod(in_shape)),
                        int(np.prod(t_shape)))
