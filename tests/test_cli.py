@@ -1,0 +1,407 @@
+"""The command line through a subprocess: outputs, files, exit statuses 0/1/2,
+and never a Python traceback for a user's fault."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import nncompile
+from nncompile.api import write_atomic
+from nncompile.backends.device import cuda_status
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(ROOT, "samples")
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+
+
+def cli(*args, cwd, module="nncompile.cli", timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def user_fault(result, first_line):
+    """Exit 1, the exact first line of the message on stderr, no traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("nncompile: using")]
+    assert lines[0] == first_line, result.stderr
+    return lines
+
+
+def usage_error(result, *expect):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("usage: nncompile")
+    for text in expect:
+        assert text in result.stderr
+
+
+@pytest.fixture
+def work(tmp_path):
+    for name in ("xor.nn", "digits_mlp.nn"):
+        shutil.copy(os.path.join(SAMPLES, name), tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture
+def trained(work):
+    """xor weights written by the API (5 epochs), and the model holding them."""
+    model = nncompile.compile(str(work / "xor.nn"), device="cpu")
+    model.fit(epochs=5)
+    model.save(str(work / "xor.weights.npz"))
+    return work, model
+
+
+# run ---------------------------------------------------------------------------------
+
+def test_run_writes_weights_and_history(work):
+    out = work / "out"
+    r = cli("run", "xor.nn", "--epochs", "50", "--out", "out", "--device", "cpu", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "nncompile: training xor on xor (cpu, 50 epochs, batch 4)"
+    assert sum(ln.startswith("epoch ") for ln in lines) == 50
+    assert lines[1].startswith("epoch  1/50  loss ")
+    assert lines[-3].startswith("final: loss ")
+    assert lines[-2:] == [f"wrote {os.path.join('out', 'xor.weights.npz')}",
+                          f"wrote {os.path.join('out', 'xor.history.json')}"]
+    assert sorted(os.listdir(out)) == ["xor.history.json", "xor.weights.npz"]   # no temp files
+
+    with np.load(out / "xor.weights.npz", allow_pickle=False) as z:
+        weights = {k: z[k] for k in z.files}
+    assert {k: v.shape for k, v in weights.items()} == {
+        "h.weight": (2, 4), "h.bias": (4,), "p.weight": (4, 1), "p.bias": (1,)}
+    assert all(v.dtype == np.float32 for v in weights.values())
+
+    history = json.loads((out / "xor.history.json").read_text())
+    assert history["model"] == "xor" and history["device"] == "cpu"
+    assert [rec["epoch"] for rec in history["epochs"]] == list(range(1, 51))
+
+    # the same file and seed through the API give the same numbers
+    model = nncompile.compile(str(work / "xor.nn"), device="cpu")
+    records = model.fit(epochs=50)
+    assert [rec["loss"] for rec in records] == [rec["loss"] for rec in history["epochs"]]
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(weights[k], v)
+
+    # written with the usual permissions, not mkstemp's 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(out / "xor.weights.npz").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_run_defaults_to_the_models_folder(work):
+    r = cli("run", str(work / "xor.nn"), "--epochs", "2", "--device", "cpu", "--quiet",
+            cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert (work / "xor.weights.npz").is_file() and (work / "xor.history.json").is_file()
+    assert not any(ln.startswith("epoch ") for ln in r.stdout.splitlines())
+
+
+def test_python_dash_m_nncompile(work):
+    r = cli("check", "xor.nn", cwd=work, module="nncompile")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "model xor (xor.nn)"
+    r = cli("--version", cwd=work, module="nncompile")
+    assert r.returncode == 0 and r.stdout.strip() == f"nncompile {nncompile.__version__}"
+
+
+# check and emit --------------------------------------------------------------------
+
+def test_check_prints_the_summary_and_ok(work):
+    r = cli("check", "xor.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "model xor (xor.nn)"
+    assert "h      [N, 4]  value, line 7" in lines
+    assert "p.weight  [4, 1]     4  xavier" in lines
+    assert "total: 17 params (0.1 KiB as float32), 17 IR nodes" in lines
+    assert lines[-1].startswith("worst relative error ") and lines[-1].endswith(": ok")
+    assert float(lines[-1].split()[3].rstrip(":")) < 1e-5
+
+
+@pytest.mark.parametrize("target, first, marker", [
+    ("ir", "graph xor", "\noutput p = %p\nloss = %loss\n"),
+    ("grad", "graph xor", "update h.weight = "),
+    ("fused", "graph xor", "fused[kind=gemm]"),
+    ("ast", "model xor    # xor.nn:2:1", "input x[2]    # xor.nn:4:1"),
+])
+def test_emit(work, target, first, marker):
+    r = cli("emit", "xor.nn", "--target", target, cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == first
+    assert marker in r.stdout
+    assert ("update h.weight" in r.stdout) == (target in ("grad", "fused"))
+
+
+# predict ---------------------------------------------------------------------------
+
+def _printed(stdout: str) -> np.ndarray:
+    lines = stdout.splitlines()
+    assert lines[0] == "# p: 4 rows of [1]"
+    return np.array([[float(v) for v in ln.split()] for ln in lines[1:]], dtype=np.float64)
+
+
+def test_predict_npy_npz_csv_inputs_printed(trained):
+    work, model = trained
+    expect = model.predict(XOR_X)
+    np.save(work / "in.npy", XOR_X)
+    np.savez(work / "in.npz", x=XOR_X)
+    (work / "in.csv").write_text("a,b\n0,0\n0,1\n1,0\n1,1\n")
+    for name in ("in.npy", "in.npz", "in.csv"):
+        r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", name, cwd=work)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_allclose(_printed(r.stdout), expect, rtol=1e-5, atol=1e-7)
+
+
+def test_predict_writes_npy_and_csv(trained):
+    work, model = trained
+    expect = model.predict(XOR_X)
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
+            "--output", "out.npy", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "wrote out.npy"
+    got = np.load(work / "out.npy", allow_pickle=False)
+    assert got.shape == (4, 1) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expect)
+
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
+            "--output", "out.csv", cwd=work)
+    assert r.returncode == 0, r.stderr
+    rows = (work / "out.csv").read_text().splitlines()
+    assert len(rows) == 4
+    np.testing.assert_allclose(np.array([[float(v)] for v in rows]), expect, rtol=1e-7)
+
+
+# the user's faults: exit 1, a located message, no traceback --------------------------
+
+def test_broken_model(work):
+    (work / "broken.nn").write_text("input x[2]\nh = dense(x, 4 tanh)\n")
+    for command in (["check"], ["emit", "--target", "ir"], ["run", "--device", "cpu"]):
+        r = cli(command[0], "broken.nn", *command[1:], cwd=work)
+        lines = user_fault(r, "broken.nn:2:16: error: unexpected name 'tanh'; expected an "
+                              "operator, ')' or ','")
+        assert lines[1:] == ["    h = dense(x, 4 tanh)", "                   ^",
+                             "hint: is a ',' missing between two arguments?"]
+
+
+def test_several_errors_all_printed(work):
+    (work / "broken.nn").write_text("input x[2]\nh = dense(x, 4, tanhh)\noutput p = q\n")
+    r = cli("check", "broken.nn", cwd=work)
+    lines = user_fault(r, "broken.nn:2:17: error: 'tanhh' is not an activation")
+    assert "broken.nn:3:12: error: unknown name 'q'" in lines
+
+
+def test_missing_model_file(work):
+    r = cli("run", "nope.nn", cwd=work)
+    assert user_fault(r, "nope.nn: error: no such model file") == [
+        "nope.nn: error: no such model file", "hint: check the path; model files end in .nn"]
+
+
+def test_missing_data_file(work):
+    text = (work / "xor.nn").read_text().replace("data      = xor", 'data = "nope.csv"')
+    (work / "nodata.nn").write_text(text)
+    r = cli("run", "nodata.nn", "--epochs", "1", "--device", "cpu", cwd=work)
+    lines = user_fault(r, "nodata.nn:13:10: error: data file 'nope.csv': no such file or "
+                          "folder")
+    assert lines[1:3] == ['      data = "nope.csv"', "             ^^^^^^^^^^"]
+    assert lines[3].startswith(f"hint: looked for {work / 'nope.csv'}; supported: .csv")
+    assert not (work / "nodata.weights.npz").exists()
+
+
+def test_data_that_does_not_fit_the_input(work):
+    text = (work / "xor.nn").read_text().replace("data      = xor", "data = digits")
+    (work / "wrong.nn").write_text(text)
+    r = cli("run", "wrong.nn", "--epochs", "1", "--device", "cpu", cwd=work)
+    user_fault(r, "wrong.nn:13:10: error: data set 'digits': each example has 64 values but "
+                  "the model's input is [2] (2 values)")
+
+
+def test_csv_with_a_wrong_column_count_names_the_row(work):
+    text = (work / "xor.nn").read_text().replace("data      = xor", 'data = "bad.csv"')
+    (work / "sub").mkdir()
+    (work / "sub" / "badcsv.nn").write_text(text)
+    (work / "sub" / "bad.csv").write_text("0,0,0\n0,1,1\n1,0,1,5\n1,1,0\n")
+    r = cli("run", os.path.join("sub", "badcsv.nn"), "--epochs", "1", "--device", "cpu",
+            cwd=work)
+    user_fault(r, f"{os.path.join('sub', 'bad.csv')}:3: error: row has 4 columns; the model "
+                  "needs 3 (2 features + 1 target)")
+
+
+def test_weights_from_another_model(work):
+    digits = nncompile.compile(str(work / "digits_mlp.nn"), device="cpu")
+    digits.save(str(work / "digits.weights.npz"))
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "digits.weights.npz", "--input", "in.npy",
+            cwd=work)
+    assert user_fault(r, "digits.weights.npz: error: the file lacks param(s) h.weight, h.bias, "
+                         "p.weight, p.bias of model xor; it holds h1.weight, h1.bias, "
+                         "logits.weight, logits.bias instead") == [
+        "digits.weights.npz: error: the file lacks param(s) h.weight, h.bias, p.weight, "
+        "p.bias of model xor; it holds h1.weight, h1.bias, logits.weight, logits.bias instead",
+        "hint: were these weights trained from another model?"]
+
+
+def test_weights_of_the_wrong_shape(work):
+    np.savez(work / "w.npz", **{"h.weight": np.zeros((3, 4), np.float32),
+                                "h.bias": np.zeros(4, np.float32),
+                                "p.weight": np.zeros((4, 1), np.float32),
+                                "p.bias": np.zeros(1, np.float32)})
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "w.npz", "--input", "in.npy", cwd=work)
+    user_fault(r, "w.npz: error: param 'h.weight' has shape [3, 4], the model declares [2, 4]")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x03\x04 this is not a zip archive",
+     "corrupt.npz: error: not a weights file written by nncompile (File is not a zip file)"),
+    (b"", "corrupt.npz: error: not a weights file written by nncompile (No data left in file)"),
+    (None, "corrupt.npz: error: not a weights file: it holds one array, not an .npz archive "
+           "of params"),
+])
+def test_corrupt_weights_file(work, content, message):
+    if content is None:
+        np.save(work / "x.npy", XOR_X)
+        os.replace(work / "x.npy", work / "corrupt.npz")
+    else:
+        (work / "corrupt.npz").write_bytes(content)
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "corrupt.npz", "--input", "in.npy", cwd=work)
+    assert user_fault(r, message)[1:] == ["hint: weights come from `nncompile run` or Model.save"]
+
+
+def test_missing_weights_and_input_files(trained):
+    work, _ = trained
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "nope.npz", "--input", "in.npy", cwd=work)
+    user_fault(r, "nope.npz: error: no such weights file")
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "nope.npy", cwd=work)
+    user_fault(r, "nope.npy: error: no such input file")
+
+
+def test_input_of_the_wrong_width(trained):
+    work, _ = trained
+    np.save(work / "wide.npy", np.zeros((4, 3), np.float32))
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "wide.npy", cwd=work)
+    assert user_fault(r, "wide.npy: error: 'x' expects examples of shape [2] (2 values each), "
+                         "got an array of shape [4, 3]")[1:] == [
+        "hint: the first axis counts the examples"]
+    (work / "wide.csv").write_text("0,0,1\n1,1,0\n")
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "wide.csv", cwd=work)
+    assert user_fault(r, "wide.csv:1: error: row has 3 columns; the model needs 2 (one input "
+                         "example)")[1:] == [
+        "hint: the model's input 'x' is [2]: one example of 2 values per row"]
+
+
+def test_output_into_a_file_instead_of_a_folder(trained):
+    work, _ = trained
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
+            "--output", os.path.join("xor.nn", "out.npy"), cwd=work)
+    user_fault(r, f"{os.path.join('xor.nn', 'out.npy')}: error: cannot write here: xor.nn is a "
+                  "file, not a folder")
+    r = cli("run", "xor.nn", "--epochs", "1", "--device", "cpu", "--out", "xor.nn", cwd=work)
+    user_fault(r, "xor.nn: error: --out must be a folder")
+
+
+def test_run_without_a_train_block(work):
+    (work / "plain.nn").write_text("input x[2]\noutput p = dense(x, 1)\n")
+    r = cli("run", "plain.nn", "--device", "cpu", cwd=work)
+    assert user_fault(r, "plain.nn: error: this model has no train block, so `run` has "
+                         "nothing to do")[1:] == [
+        "hint: add a train { ... } block, or use `nncompile check` / `emit`"]
+
+
+@pytest.mark.skipif(cuda_status()[0], reason="a CUDA GPU is present")
+def test_device_cuda_without_a_gpu(work):
+    r = cli("run", "xor.nn", "--device", "cuda", "--epochs", "1", cwd=work)
+    lines = user_fault(r, r.stderr.splitlines()[0])
+    assert lines[0].startswith("error: device cuda is not available: ")
+    assert lines[1].startswith("hint: install the cuda extra")
+    assert "pip install 'nncompile[cuda]'" in lines[1]
+    assert not (work / "xor.weights.npz").exists()
+
+
+# usage errors: exit 2 ------------------------------------------------------------------
+
+def test_usage_errors(work):
+    usage_error(cli(cwd=work), "the following arguments are required: COMMAND")
+    usage_error(cli("frobnicate", cwd=work), "invalid choice: 'frobnicate'")
+    usage_error(cli("predict", "xor.nn", "--input", "in.npy", cwd=work),
+                "the following arguments are required: --weights")
+    usage_error(cli("run", "xor.nn", "--epochs", "many", cwd=work),
+                "argument --epochs: 'many' is not a whole number")
+    usage_error(cli("run", "xor.nn", "--epochs", "-3", cwd=work),
+                "argument --epochs: must be 0 or more, got -3")
+    usage_error(cli("emit", "xor.nn", "--target", "llvm", cwd=work),
+                "argument --target: invalid choice: 'llvm'")
+    usage_error(cli("run", cwd=work), "the following arguments are required: MODEL.nn")
+    assert not (work / "xor.weights.npz").exists()
+
+
+# interrupted runs and atomic writes ------------------------------------------------------
+
+def test_write_atomic_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "w.npz"
+    write_atomic(str(path), lambda f: f.write(b"old contents"))
+    assert path.read_bytes() == b"old contents"
+
+    def failing(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(str(path), failing)
+    assert path.read_bytes() == b"old contents"
+    assert os.listdir(tmp_path) == ["w.npz"]
+
+    def interrupted(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(str(path), interrupted)
+    assert path.read_bytes() == b"old contents"
+    assert os.listdir(tmp_path) == ["w.npz"]
+
+    write_atomic(str(path), lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["w.npz"]
+
+
+def test_failed_write_of_a_new_file_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        write_atomic(str(tmp_path / "new.npz"), lambda f: (_ for _ in ()).throw(ValueError()))
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_during_training_writes_nothing(work):
+    (work / "xor.weights.npz").write_bytes(b"weights of an earlier run")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "nncompile.cli", "run", "xor.nn", "--epochs",
+                             "1000000", "--device", "cpu"], cwd=work, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith("nncompile: training xor")
+        assert proc.stdout.readline().startswith("epoch ")   # training is under way
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("nncompile: interrupted after ")
+    assert err.strip().endswith("epochs; nothing was written")
+    assert (work / "xor.weights.npz").read_bytes() == b"weights of an earlier run"
+    assert sorted(os.listdir(work)) == ["digits_mlp.nn", "xor.nn", "xor.weights.npz"]
