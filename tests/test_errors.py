@@ -16,6 +16,7 @@ HEAD = "input x[2]\ntarget y[1]\n"
 TRAIN = HEAD + "output p = dense(x, 1, sigmoid)\nloss mse(p, y)\ntrain {\n  data = xor\n"
 KEYWORDS = "model, input, target, param, output, loss, train"
 BRACKETS = "a statement continues over lines only inside ( ) or [ ]"
+TOO_LARGE = "numbers must fit in float32: at most about 3.4e38"
 
 # (id, source, first line, hint)
 CASES = [
@@ -74,6 +75,16 @@ CASES = [
      "m.nn:1:7: error: 'x' needs a shape, e.g. x[4]", None),
     ("zero_size", "input x[0]\n",
      "m.nn:1:9: error: a size must be a positive whole number, got 0", None),
+    ("infinite_size", "input x[1e400]\n",
+     "m.nn:1:9: error: a size must be a positive whole number, got 1e400", None),
+    ("huge_size", "input x[1e12]\n",
+     "m.nn:1:9: error: a size of 1e12 is too large", "a size is at most 2147483647"),
+    ("number_beyond_float32", "input x[2]\nh = x * -1e39\n",
+     "m.nn:2:9: error: the number is too large: '-1e39'", TOO_LARGE),
+    ("infinite_units", "input x[2]\nh = dense(x, 1e400)\n",
+     "m.nn:2:14: error: the number of units is too large: '1e400'", TOO_LARGE),
+    ("infinite_axis", "input x[2]\nh = sum(x, axis = 1e999)\n",
+     "m.nn:2:19: error: the axis is too large: '1e999'", TOO_LARGE),
     ("unterminated_string", TRAIN + '  data = "xor.csv\n}\n',
      "m.nn:7:10: error: unexpected character '\"'",
      "a quoted path must end on the same line"),
@@ -230,6 +241,8 @@ CASES = [
      "m.nn:7:11: error: batch must be positive, got 0", None),
     ("epochs_fraction", TRAIN + "  epochs = 2.5\n}\n",
      "m.nn:7:12: error: epochs must be a whole number, got 2.5", None),
+    ("infinite_epochs", TRAIN + "  epochs = 1e400\n}\n",
+     "m.nn:7:12: error: epochs is too large: '1e400'", TOO_LARGE),
     ("seed_name", TRAIN + "  seed = x\n}\n",
      "m.nn:7:10: error: seed must be a number", None),
     ("duplicate_key", TRAIN + "  batch = 4\n  batch = 8\n}\n",

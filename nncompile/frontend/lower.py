@@ -33,6 +33,9 @@ LAYERS = ("dense", "conv2d", "maxpool", "avgpool", "flatten", "dropout")
 FUNCTIONS = UNARY + ("leaky_relu", "softmax", "log_softmax", "transpose") + REDUCTIONS + \
     LAYERS + LOSSES
 LEAKY_SLOPE = 0.01
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_SIZE = 2 ** 31 - 1
+TOO_LARGE = "numbers must fit in float32: at most about 3.4e38"
 
 
 class _Failed(Exception):
@@ -76,6 +79,8 @@ class Lowering:
             value = -e.operand.value
         if value is None:
             self.error(_span(e), f"{what} must be a number")
+        if not abs(value) <= FLOAT32_MAX:
+            self.error(_span(e), f"{what} is too large: {_text(self.program, e)}", TOO_LARGE)
         if integer and value != int(value):
             self.error(_span(e), f"{what} must be a whole number, got {value:g}")
         if positive and value <= 0:
@@ -171,8 +176,11 @@ class Lowering:
         if not s.shape:
             self.error(s.name_span, f"'{s.name}' needs a shape, e.g. {s.name}[4]")
         for d, sp in zip(s.shape, s.shape_spans):
-            if d != int(d) or d < 1:
-                self.error(sp, f"a size must be a positive whole number, got {d:g}")
+            text = _text(self.program, sp).strip("'")
+            if math.isfinite(d) and d > MAX_SIZE:
+                self.error(sp, f"a size of {text} is too large", f"a size is at most {MAX_SIZE}")
+            if not math.isfinite(d) or d != int(d) or d < 1:
+                self.error(sp, f"a size must be a positive whole number, got {text}")
             dims.append(int(d))
         return tuple(dims)
 
@@ -297,15 +305,14 @@ class Lowering:
                    "declare it with 'input', 'target' or 'param'")
 
     def expr(self, e) -> Node:
-        if isinstance(e, ast.Num):
-            return self.const(e.value, e.span)
+        if isinstance(e, ast.Num) or isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
+            value = self.number(e, "the number")
+            return self.const(value, e.span)
         if isinstance(e, ast.Name):
             return self.lookup(e)
         if isinstance(e, ast.Str):
             self.error(e.span, "a quoted path is only allowed as the value of 'data'")
         if isinstance(e, ast.Neg):
-            if isinstance(e.operand, ast.Num):
-                return self.const(-e.operand.value, e.span)
             return self.add("neg", [self.expr(e.operand)], span=e.span)
         if isinstance(e, ast.BinOp):
             return self.binop(e)
@@ -709,8 +716,8 @@ def _origin(n: Node) -> str:
 
 
 def _text(program: ast.Program, e) -> str:
-    """The source text of a one-line expression, quoted, for messages."""
-    sp = e.span
+    """The source text of a one-line expression (or Span), quoted, for messages."""
+    sp = e if isinstance(e, Span) else e.span
     lines = program.source.splitlines()
     if sp.end_column and 1 <= sp.line <= len(lines):
         return f"'{lines[sp.line - 1][sp.column - 1:sp.end_column - 1]}'"
