@@ -9,7 +9,7 @@ import numpy as np
 
 from .backends.device import resolve_device
 from .backends.numpy import NumpyProgram
-from .diagnostics import DataError
+from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
 from .frontend.parse import parse
 from .ir.graph import N, fmt_shape
@@ -29,8 +29,17 @@ def _read_model(path_or_source: str) -> tuple[str, str]:
         except FileNotFoundError:
             raise DataError("no such model file", file=path_or_source,
                             hint="check the path; model files end in .nn") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"cannot read the model file ({e})", file=path_or_source) from None
+        except UnicodeDecodeError as e:
+            before = e.object[:e.start]
+            line = before.count(b"\n") + 1
+            col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+            diag = Diagnostic(Span(path_or_source, line, col),
+                              f"the file is not UTF-8 text: byte 0x{e.object[e.start]:02x} "
+                              "cannot be read", "save the model as UTF-8")
+            raise CompileError([diag]) from None
+        except OSError as e:
+            raise DataError(f"cannot read the model file ({e.strerror or e})",
+                            file=path_or_source) from None
     return path_or_source, "<string>"
 
 

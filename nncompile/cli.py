@@ -82,6 +82,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nncompile: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print("error: out of memory: the model's params, or one batch of values, do not fit",
+              file=sys.stderr)
+        print("hint: use smaller layers or a smaller batch", file=sys.stderr)
+        return 1
     except OSError as e:     # a file the user named cannot be read or written
         if args.debug:
             raise
@@ -95,6 +102,18 @@ def main(argv=None) -> int:
               "hint: this is a bug in nncompile; run again with --debug for the traceback "
               "and report it", file=sys.stderr)
         return 1
+
+
+def _compile(path: str, **options):
+    """The model at path: always a file here, never source text."""
+    from . import api
+    if os.path.isdir(path):
+        raise DataError("this is a folder, not a model file", file=path,
+                        hint="give the .nn file itself")
+    if not os.path.isfile(path):
+        raise DataError("no such model file", file=path,
+                        hint="check the path; model files end in .nn")
+    return api.compile(path, **options)
 
 
 # run -------------------------------------------------------------------------
@@ -118,9 +137,8 @@ def _should_print(epoch: int, epochs: int) -> bool:
 
 
 def cmd_run(args) -> int:
-    from . import api
     from .train.loop import Interrupted
-    model = api.compile(args.model, device=args.device or "auto")
+    model = _compile(args.model, device=args.device or "auto")
     cfg = model.train_config
     if not cfg.present:
         raise DataError("this model has no train block, so `run` has nothing to do",
@@ -188,9 +206,8 @@ def _at_data_line(model, e: DataError) -> NNCompileError:
 # check -----------------------------------------------------------------------
 
 def cmd_check(args) -> int:
-    from . import api
     from .check import gradient_check, summary
-    model = api.compile(args.model, device="cpu", quiet=True)
+    model = _compile(args.model, device="cpu", quiet=True)
     print(summary(model))
     if model.graph.loss is None:
         print("no loss: nothing to differentiate")
@@ -206,8 +223,7 @@ def cmd_check(args) -> int:
 # emit ------------------------------------------------------------------------
 
 def cmd_emit(args) -> int:
-    from . import api
-    model = api.compile(args.model, device="cpu", quiet=True)
+    model = _compile(args.model, device="cpu", quiet=True)
     sys.stdout.write(model.emit(args.target))
     return 0
 
@@ -275,8 +291,7 @@ def write_output(path: str, outputs) -> None:
 
 
 def cmd_predict(args) -> int:
-    from . import api
-    model = api.compile(args.model, device=args.device, quiet=True)
+    model = _compile(args.model, device=args.device, quiet=True)
     model.load(args.weights)
     x = read_input(args.input, model)
     try:

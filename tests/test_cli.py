@@ -209,6 +209,23 @@ def test_missing_model_file(work):
         "nope.nn: error: no such model file", "hint: check the path; model files end in .nn"]
 
 
+def test_model_path_is_never_taken_for_source_text(work):
+    # a missing path without .nn once compiled as the text "mymodel" (<string>:1:8: ...)
+    r = cli("check", "mymodel", cwd=work)
+    user_fault(r, "mymodel: error: no such model file")
+    (work / "folder").mkdir()
+    r = cli("check", "folder", cwd=work)
+    assert user_fault(r, "folder: error: this is a folder, not a model file")[1:] == [
+        "hint: give the .nn file itself"]
+
+
+def test_model_file_that_is_not_utf8(work):
+    (work / "latin.nn").write_bytes(b"input x[2]\n# caf\xe9\noutput p = x\n")
+    r = cli("check", "latin.nn", cwd=work)
+    assert user_fault(r, "latin.nn:2:6: error: the file is not UTF-8 text: byte 0xe9 cannot "
+                         "be read")[1:] == ["hint: save the model as UTF-8"]
+
+
 def test_missing_data_file(work):
     text = (work / "xor.nn").read_text().replace("data      = xor", 'data = "nope.csv"')
     (work / "nodata.nn").write_text(text)
