@@ -46,6 +46,14 @@ CASES = [
      "is a ',' missing between two sizes?"),
     ("stray_character", "input x[2]\nh = x $ 2\n",
      "m.nn:2:7: error: unexpected character '$'", None),
+    ("lookalike_character", "input x[2]\nh = x \u00d7 2\n",
+     "m.nn:2:7: error: unexpected character U+00D7 (multiplication sign)",
+     "did you mean '*'?"),
+    ("no_break_space", "input x[2]\nh = x\u00a0* 2\n",
+     "m.nn:2:6: error: unexpected character U+00A0 (no-break space)", "did you mean ' '?"),
+    ("non_ascii_name", "input x[2]\ncaf\u00e9 = x * 2\n",
+     "m.nn:2:4: error: unexpected character U+00E9 (latin small letter e with acute)",
+     "outside comments and quoted paths a model is written in ASCII"),
     ("semicolon", "input x[2]\nh = x * 2;\n",
      "m.nn:2:10: error: unexpected character ';'",
      "a statement ends at the end of its line; no ';' is needed"),
@@ -352,6 +360,23 @@ def test_error_positions_in_a_crlf_file_with_tabs():
                     "                    ^^^^^\n"
                     "hint: did you mean 'tanh'?")
     assert "\r" not in text
+
+
+def test_a_byte_order_mark_is_accepted_and_not_counted():
+    model = nncompile.compile_source("\ufeffinput x[2]\noutput p = x * 2\n", file="m.nn",
+                                     device="cpu")
+    assert model.inputs == {"x": (2,)}
+    text = str(_error("\ufeffinput x[2 3]\n"))
+    assert text.splitlines()[:3] == [
+        "m.nn:1:11: error: unexpected number 3; expected ',' or ']'",
+        "    input x[2 3]",
+        "              ^"]
+
+
+def test_non_ascii_in_comments_is_fine():
+    model = nncompile.compile_source("# caf\u00e9 \u00d7 \u2212\ninput x[2]\noutput p = x\n",
+                                     file="m.nn", device="cpu")
+    assert model.outputs == {"p": (2,)}
 
 
 def test_old_mac_line_endings_are_lines_too():

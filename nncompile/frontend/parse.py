@@ -6,6 +6,7 @@ inside ( ) and [ ], where a postlexer drops them. CRLF and tabs are accepted.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -149,6 +150,9 @@ class _ToAst(Transformer):
 
 
 _OPERATORS = ("PLUS", "MINUS", "STAR", "SLASH", "AT", "CIRCUMFLEX")
+# characters that word processors and web pages put in place of ASCII ones
+_LOOKALIKES = {"\u00d7": "*", "\u2212": "-", "\u2013": "-", "\u00f7": "/", "\u201c": '"',
+               "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u00a0": " ", "\u2009": " "}
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -360,6 +364,8 @@ def _syntax_error(text: str, file: str, e) -> Diagnostic:
 
 def parse(source: str, file: str = "<string>") -> ast.Program:
     """Parse .nn text; raise CompileError with one diagnostic on a syntax error."""
+    if source.startswith("\ufeff"):    # a UTF-8 byte order mark, as some editors write
+        source = source[1:]
     text = source.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
@@ -368,13 +374,19 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
     except lark.exceptions.UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         hint = None
-        if ch in "\"'":
+        shown = f"'{ch}'"
+        if not ch.isascii():
+            shown = f"U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed').lower()})"
+            hint = "outside comments and quoted paths a model is written in ASCII"
+            if ch in _LOOKALIKES:
+                hint = f"did you mean '{_LOOKALIKES[ch]}'?"
+        elif ch in "\"'":
             hint = "a quoted path must end on the same line"
         elif ch == "{":
             hint = "'{' opens only a train block: train { ... }"
         elif ch == ";":
             hint = "a statement ends at the end of its line; no ';' is needed"
-        diag = Diagnostic(Span(file, e.line, e.column), f"unexpected character '{ch}'", hint)
+        diag = Diagnostic(Span(file, e.line, e.column), f"unexpected character {shown}", hint)
         raise CompileError([diag], source) from None
     except lark.exceptions.UnexpectedToken as e:
         raise CompileError([_syntax_error(text, file, e)], source) from None
