@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 
-from .backends.device import resolve_device
+from .backends.device import DeviceError, resolve_device
 from .backends.numpy import NumpyProgram
 from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
@@ -63,7 +63,15 @@ class Model:
         self.train_config = train
         self.source = source
         self.file = file
-        self.device = resolve_device(device if device != "auto" else train.device, quiet)
+        try:
+            self.device = resolve_device(device if device != "auto" else train.device, quiet)
+        except DeviceError as e:
+            span = train.spans.get("device")
+            if device != "auto" or span is None:
+                raise
+            # the file asked for it: point at its 'device = ...'
+            what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")
+            raise DeviceError(Diagnostic(span, what, hint or None).render(source)) from None
         self._storage = {}
         for name, p in graph.params.items():
             self._storage[name] = initial_value(p.attrs["init"], p.shape, train.seed, name)

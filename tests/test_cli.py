@@ -350,6 +350,21 @@ def test_device_cuda_without_a_gpu(work):
     assert not (work / "xor.weights.npz").exists()
 
 
+@pytest.mark.skipif(cuda_status()[0], reason="a CUDA GPU is present")
+def test_device_cuda_in_the_train_block_without_a_gpu(work):
+    text = (work / "xor.nn").read_text().replace("  seed      = 1\n",
+                                                 "  seed      = 1\n  device    = cuda\n")
+    (work / "gpu.nn").write_text(text)
+    r = cli("run", "gpu.nn", "--epochs", "1", cwd=work)
+    lines = user_fault(r, r.stderr.splitlines()[0])
+    assert lines[0].startswith("gpu.nn:18:15: error: device cuda is not available: ")
+    assert lines[1:3] == ["      device    = cuda", "                  ^^^^"]
+    assert lines[3].startswith("hint: install the cuda extra")
+    # --device overrides the file
+    r = cli("run", "gpu.nn", "--epochs", "1", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+
+
 # usage errors: exit 2 ------------------------------------------------------------------
 
 def test_usage_errors(work):
