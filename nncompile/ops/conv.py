@@ -170,17 +170,22 @@ def _input_grad_bind(out, ins, attrs):
     c, kh, kw = w.shape[1:]
     s, p = attrs["stride"], attrs["padding"]
     h, wd = attrs["size"]
-    dcols = np.empty((n, c, kh, kw, ho, wo), out.dtype)
-    dxp = np.empty((n, c, h + 2 * p, wd + 2 * p), out.dtype) if p else out
-    calls = [partial(np.matmul, _view(w, (f, c * kh * kw)).T, _view(g, (n, f, ho * wo)),
-                     out=_view(dcols, (n, c * kh * kw, ho * wo))),
-             partial(dxp.fill, 0)]
+    k = c * kh * kw
+    # batch-innermost layout [C, H, W, N]: each tap's add then runs along rows of
+    # wo * N contiguous numbers instead of wo
+    g_t = np.empty((f, ho, wo, n), out.dtype)
+    dcols = np.empty((c, kh, kw, ho, wo, n), out.dtype)
+    dx_t = np.empty((c, h + 2 * p, wd + 2 * p, n), out.dtype)
+    calls = [partial(np.copyto, g_t, g.transpose(1, 2, 3, 0)),
+             partial(np.matmul, _view(w, (f, k)).T, _view(g_t, (f, ho * wo * n)),
+                     out=_view(dcols, (k, ho * wo * n))),
+             partial(dx_t.fill, 0)]
     # col2im: the windows overlap where stride < kernel, so each tap adds
-    for t, dst in enumerate(_tap_slices(dxp, kh, kw, s, ho, wo)):
-        src = dcols[:, :, t // kw, t % kw]
-        calls.append(partial(np.add, dst, src, out=dst))
-    if p:
-        calls.append(partial(np.copyto, out, dxp[:, :, p:p + h, p:p + wd]))
+    for a in range(kh):
+        for b in range(kw):
+            dst = dx_t[:, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s]
+            calls.append(partial(np.add, dst, dcols[:, a, b], out=dst))
+    calls.append(partial(np.copyto, out, dx_t[:, p:p + h, p:p + wd].transpose(3, 0, 1, 2)))
     return partial(_run_all, calls)
 
 
@@ -259,19 +264,20 @@ def _maxpool_bind(out, ins, attrs):
                    [partial(np.maximum, out, t, out=out) for t in rest])
 
 
-def _winner_calls(x, attrs, shape, act):
-    """Calls that find each window's max (the first in row-major order on ties)
-    and then call act(t, hit) for every tap t, hit marking where t is the max."""
+def _winners(x, attrs, shape):
+    """(calls, hits): after the calls, hits[t] marks the windows whose max is
+    first reached at tap t in row-major order (ties go to the first), one
+    bool array [N, C, Ho, Wo] per tap."""
     taps = _pool_taps(x, attrs, *shape[2:])
     best = np.empty(shape, x.dtype)
-    free = np.empty(shape, bool)      # no earlier tap of the window was the max
-    hit = np.empty(shape, bool)
+    free = np.empty(shape, bool)      # no earlier tap of the window reached the max
+    hits = [np.empty(shape, bool) for _ in taps[:-1]] + [free]   # the last tap gets the rest
     calls = [partial(np.copyto, best, taps[0])] + \
         [partial(np.maximum, best, t, out=best) for t in taps[1:]] + [partial(free.fill, True)]
-    for t, tap in enumerate(taps):
+    for tap, hit in zip(taps, hits[:-1]):
         calls += [partial(np.equal, tap, best, out=hit), partial(np.logical_and, hit, free, out=hit),
-                  partial(np.greater, free, hit, out=free), partial(act, t, hit)]
-    return calls
+                  partial(np.greater, free, hit, out=free)]
+    return calls, hits
 
 
 def _maxpool_grad_infer(shapes, attrs):
@@ -283,24 +289,27 @@ def _maxpool_grad_infer(shapes, attrs):
 
 def _maxpool_grad_bind(out, ins, attrs):
     x, g = ins
+    calls, hits = _winners(x, attrs, g.shape)
+    calls.append(partial(out.fill, 0))
     dst = _pool_taps(out, attrs, *g.shape[2:])
-    part = np.empty(g.shape, out.dtype)
-
-    def scatter(t, hit):
-        np.multiply(g, hit, out=part)
-        np.add(dst[t], part, out=dst[t])
-    return partial(_run_all, [partial(out.fill, 0)] + _winner_calls(x, attrs, g.shape, scatter))
+    if attrs["stride"] >= attrs["size"]:      # windows are disjoint: each pixel gets one value
+        calls += [partial(np.multiply, g, hit, out=d) for d, hit in zip(dst, hits)]
+    else:
+        part = np.empty(g.shape, out.dtype)
+        for d, hit in zip(dst, hits):
+            calls += [partial(np.multiply, g, hit, out=part), partial(np.add, d, part, out=d)]
+    return partial(_run_all, calls)
 
 
 def _maxpool_select_bind(out, ins, attrs):
     x, h = ins
+    calls, hits = _winners(x, attrs, out.shape)
     src = _pool_taps(h, attrs, *out.shape[2:])
     part = np.empty(out.shape, out.dtype)
-
-    def gather(t, hit):
-        np.multiply(src[t], hit, out=part)
-        np.add(out, part, out=out)
-    return partial(_run_all, [partial(out.fill, 0)] + _winner_calls(x, attrs, out.shape, gather))
+    calls.append(partial(np.multiply, src[0], hits[0], out=out))
+    for t, hit in zip(src[1:], hits[1:]):
+        calls += [partial(np.multiply, t, hit, out=part), partial(np.add, out, part, out=out)]
+    return partial(_run_all, calls)
 
 
 def _select_infer(shapes, attrs):
