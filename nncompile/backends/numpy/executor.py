@@ -40,7 +40,7 @@ class _Bound:
             elif n.op in ("param", "state"):
                 self.value[n] = program.storage[n.attrs["name"]]
             elif n.op == "const":
-                self.value[n] = DTYPE(n.attrs["value"])
+                self.value[n] = _scalar(n.attrs["value"])
         for n in s.order:
             self.value[n] = program.storage[s.writes[n]] if n in s.writes else slots[s.slot[n]]
         self.scratch = {}
@@ -53,7 +53,7 @@ class _Bound:
                 self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
                                           n.attrs["rate"]))
             else:
-                self.calls.append(bind_call(REGISTRY[n.op], out, ins, n.attrs))
+                self.calls += self._bind(n.op, out, ins, n.attrs)
         # updates that could not be written in place are copied back at the end
         for name, node in g.updates.items():
             if s.writes.get(node) != name and node in self.value:
@@ -79,7 +79,7 @@ class _Bound:
         vals, calls, out_holder, used = [], [], None, {}
         for j, (op, args, attrs) in enumerate(body):
             attrs = dict(attrs)
-            xs = [ins[x] if kind == "in" else vals[x] if kind == "v" else DTYPE(x)
+            xs = [ins[x] if kind == "in" else vals[x] if kind == "v" else _scalar(x)
                   for kind, x in args]
             if op == "matmul":
                 xs = [np.swapaxes(xs[0], -1, -2) if attrs.get("trans_a") else xs[0],
@@ -99,9 +99,40 @@ class _Bound:
                 k = used.get(shape, 0)
                 used[shape] = k + 1
                 dst = self._temp(shape, k)
-            calls.append(bind_call(REGISTRY[op], dst, xs, attrs))
+            calls += self._bind(op, dst, xs, attrs)
             vals.append(dst)
         return calls
+
+    def _bind(self, op, out, ins, attrs) -> list:
+        """The calls computing one primitive into out. The registry's bind where
+        it has one; log_softmax as its into() does it, with its temporaries in
+        scratch buffers instead of fresh arrays each run; any other op straight
+        to its into() (same results: the same numpy calls in the same order)."""
+        if op == "log_softmax":
+            return _log_softmax_calls(out, ins[0], self._temp)
+        d = REGISTRY[op]
+        if d.bind is None and d.into is not None:
+            return [partial(d.into, out, ins, attrs)]
+        return [bind_call(d, out, ins, attrs)]
+
+
+def _scalar(value):
+    """A constant operand: a 0-d float32 array (numpy's ufuncs take it a little
+    faster than a numpy scalar, with the same result)."""
+    return np.array(value, DTYPE)
+
+
+def _log_softmax_calls(out, x, temp) -> list:
+    """ops/reduce.py's _log_softmax_into, bound: max, shift, exp, sum, log,
+    subtract along the last axis; temporaries in scratch (live only here)."""
+    keep = out.shape[:-1] + (1,)
+    m, s, e = temp(keep, 0), temp(keep, 1), temp(out.shape, 0)
+    return [partial(np.maximum.reduce, x, axis=-1, keepdims=True, out=m),
+            partial(np.subtract, x, m, out=out),
+            partial(np.exp, out, out=e),
+            partial(np.add.reduce, e, axis=-1, keepdims=True, out=s),
+            partial(np.log, s, out=s),
+            partial(np.subtract, out, s, out=out)]
 
 
 def _shape_of(op, xs, attrs):
