@@ -1,0 +1,145 @@
+"""A CPU stand-in for the GPU: the device object of backends/cuda/launch.py
+with kernels compiled by g++ against cuda_emu.h and run one OS thread per CUDA
+thread. With it the generated kernels and the whole runtime (buffers, plan,
+training loop) are checked against the numpy backend on machines without a
+GPU; test_cuda_gpu.py runs the same checks on a real one.
+
+Kernels are extern "C" functions; for each one a trampoline taking an array
+of argument pointers is generated from its parameter list, and emu_launch
+runs it over the grid. Built libraries are cached by a hash of their source.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL = re.compile(r'extern "C" __global__ void(?: __launch_bounds__\(\d+\))?\s+(\w+)\(([^)]*)\)')
+
+
+def available() -> bool:
+    return shutil.which("g++") is not None
+
+
+def _trampolines(source: str) -> str:
+    out = []
+    for name, params in KERNEL.findall(source):
+        args = []
+        for i, p in enumerate(x.strip() for x in params.split(",")):
+            ctype = re.sub(r"\s*\b\w+$", "", p).replace("__restrict__", "").strip()
+            args.append(f"*({ctype}*)a[{i}]")
+        out.append(f'extern "C" void emu_{name}(void** a) {{ {name}({", ".join(args)}); }}')
+    return "\n".join(out) + "\n"
+
+
+def build(source: str) -> ctypes.CDLL:
+    with open(os.path.join(HERE, "cuda_emu.h")) as f:
+        header = f.read()
+    text = header + "\n" + source + "\n" + _trampolines(source)
+    key = hashlib.sha256(text.encode()).hexdigest()[:24]
+    cache = os.path.join(tempfile.gettempdir(), "nncompile-cuda-emu")
+    os.makedirs(cache, exist_ok=True)
+    lib = os.path.join(cache, f"{key}.so")
+    if not os.path.exists(lib):
+        src = os.path.join(cache, f"{key}.cpp")
+        with open(src, "w") as f:
+            f.write(text)
+        tmp = lib + f".{os.getpid()}.tmp"
+        cmd = ["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-ffp-contract=off",
+               "-w", src, "-o", tmp]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"g++ failed on the emulated kernels:\n{run.stderr[-4000:]}")
+        os.replace(tmp, lib)
+    return ctypes.CDLL(lib)
+
+
+class _Buffer:
+    """Emulated device memory: a 256-byte aligned slice of a numpy array."""
+
+    def __init__(self, nbytes: int):
+        self.raw = np.zeros(nbytes + 256, np.uint8)
+        off = (-self.raw.ctypes.data) % 256
+        self.view = self.raw[off:off + nbytes]
+
+    def __int__(self):
+        return self.view.ctypes.data
+
+
+class _Module:
+    def __init__(self, lib):
+        self.lib = lib
+
+
+class EmuDevice:
+    """The device interface of launch.PycudaDevice, on the CPU."""
+
+    name = "CPU emulation (cuda_emu.h)"
+    arch = "emu"
+
+    def __init__(self, sms: int = 4, graphs: bool = True):
+        self.sms = sms
+        self.graphs = graphs
+        self.launches = 0
+
+    def module(self, source: str):
+        return _Module(build(source))
+
+    def function(self, module, name: str):
+        lib = module.lib
+        lib.emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_uint] * 6
+        tramp = getattr(lib, f"emu_{name}")
+        return lib, ctypes.cast(tramp, ctypes.c_void_p).value
+
+    def alloc(self, nbytes: int):
+        return _Buffer(max(int(nbytes), 4))
+
+    def pinned(self, shape, dtype=np.float32):
+        return np.zeros(shape, dtype)
+
+    def upload(self, ptr, host):
+        ctypes.memmove(int(ptr), host.ctypes.data, host.nbytes)
+
+    def download(self, host, ptr):
+        ctypes.memmove(host.ctypes.data, int(ptr), host.nbytes)
+
+    def copy(self, dst, src, nbytes):
+        ctypes.memmove(int(dst), int(src), int(nbytes))
+
+    def zero(self, ptr, nbytes):
+        ctypes.memset(int(ptr), 0, int(nbytes))
+
+    def prepare(self, fn, grid, block, args):
+        lib, tramp = fn
+        values = [ctypes.c_void_p(int(v)) if k == "p" else ctypes.c_int(int(v)) if k == "i"
+                  else ctypes.c_float(float(v)) for k, v in args]
+        argv = (ctypes.c_void_p * max(len(values), 1))(
+            *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
+        grid, block = tuple(int(x) for x in grid), tuple(int(x) for x in block)
+
+        def call():
+            self.launches += 1
+            lib.emu_launch(tramp, argv, *grid, *block)
+        call.keep = (values, argv)
+        return call
+
+    def synchronize(self):
+        pass
+
+    def capture(self, calls):
+        """A "graph": the calls replayed as recorded (their arguments fixed)."""
+        if not self.graphs:
+            return None
+        calls = list(calls)
+
+        def replay():
+            for c in calls:
+                c()
+        return replay
