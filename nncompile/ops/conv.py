@@ -6,13 +6,17 @@ Layout: images are [N, C, H, W] (batch, channels, height, width), conv weights
 Ho = (H + 2 padding - kh) // stride + 1 (rows a window does not reach are not
 read), likewise Wo. Pooling has no padding: Ho = (H - size) // stride + 1.
 
-numpy form, with K = C*kh*kw and P = Ho*Wo:
-  cols[n, (c,a,b), (i,j)] = xpad[n, c, i*stride + a, j*stride + b]   (im2col: one
-                            strided view of the padded input, copied once)
-  conv2d:             y[n] = W[F, K] @ cols[n]                  one matmul per batch
-  conv2d_weight_grad: dW   = sum_n g[n] @ cols[n]^T             one matmul per batch
-  conv2d_input_grad:  dcols[n] = W^T @ g[n], then col2im: each kernel tap (a, b)
-                      adds its [N, C, Ho, Wo] slice into a strided slice of dx
+numpy form. The conv ops work in the batch-innermost layout [C, H, W, N]
+(a transposed copy of x or g at the start, of the result at the end), where
+the rows a window reads are long runs of Wo*N contiguous numbers, and
+K = C*kh*kw, M = Ho*Wo*N:
+  cols[(c,a,b), (i,j,n)] = xpad[n, c, i*stride + a, j*stride + b]   (im2col: one
+                           strided view of the padded input, copied once)
+  conv2d:             y[F, M] = W[F, K] @ cols                   one matmul per batch
+  conv2d_weight_grad: dW^T[K, F] = cols @ g[F, M]^T              one matmul per batch
+  conv2d_input_grad:  dcols[K, M] = W^T @ g, then col2im: each kernel tap (a, b)
+                      adds its [C, Ho, Wo, N] slice of dcols into a strided slice of dx
+One matmul over the whole batch also lets BLAS use all its threads.
 Nothing loops over pixels or channels: the Python loops below run over the
 kh*kw kernel taps (the window offsets), each a whole-array numpy call.
 Pooling also loops over its window's taps.
@@ -79,30 +83,26 @@ def _run_all(calls):
 
 # im2col -------------------------------------------------------------------
 
-def _padded(x, padding):
-    """(buffer, calls): a zero-bordered copy of x refreshed by the calls, or x itself."""
-    if padding == 0:
-        return x, []
-    n, c, h, w = x.shape
-    xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
-    inner = xp[:, :, padding:padding + h, padding:padding + w]
-    return xp, [partial(np.copyto, inner, x)]
-
-
-def _windows(xp, kh, kw, stride, ho, wo):
-    """View [N, C, kh, kw, Ho, Wo] of xp: element (n, c, a, b, i, j) is
-    xp[n, c, i*stride + a, j*stride + b]."""
-    sn, sc, sh, sw = xp.strides
-    return as_strided(xp, xp.shape[:2] + (kh, kw, ho, wo),
-                      (sn, sc, sh, sw, sh * stride, sw * stride), writeable=False)
+def _batch_inner(a, padding=0):
+    """(buffer, calls): a [C, H + 2 padding, W + 2 padding, N] copy of a
+    [N, C, H, W] array, zero-bordered, refreshed by the calls."""
+    n, c, h, w = a.shape
+    t = np.zeros((c, h + 2 * padding, w + 2 * padding, n), a.dtype)
+    inner = t[:, padding:padding + h, padding:padding + w]
+    return t, [partial(np.copyto, inner, a.transpose(1, 2, 3, 0))]
 
 
 def _im2col(x, kh, kw, stride, padding, ho, wo):
-    """(cols [N, C, kh, kw, Ho, Wo], calls that refill cols from x)."""
-    xp, calls = _padded(x, padding)
-    cols = np.empty(x.shape[:2] + (kh, kw, ho, wo), x.dtype)
-    calls.append(partial(np.copyto, cols, _windows(xp, kh, kw, stride, ho, wo)))
-    return cols, calls
+    """(cols [C*kh*kw, Ho*Wo*N], calls that refill cols from x): element
+    ((c, a, b), (i, j, n)) is xpad[n, c, i*stride + a, j*stride + b]."""
+    xt, calls = _batch_inner(x, padding)
+    c, n = xt.shape[0], xt.shape[3]
+    sc, sh, sw, sn = xt.strides
+    windows = as_strided(xt, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn),
+                         writeable=False)
+    cols = np.empty(windows.shape, x.dtype)
+    calls.append(partial(np.copyto, cols, windows))
+    return _view(cols, (c * kh * kw, ho * wo * n)), calls
 
 
 def _tap_slices(img, kh, kw, stride, ho, wo):
@@ -134,10 +134,10 @@ def _conv2d_bind(out, ins, attrs):
     x, w = ins
     n, f, ho, wo = out.shape
     kh, kw = w.shape[2:]
-    k = w.shape[1] * kh * kw
     cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo)
-    calls.append(partial(np.matmul, _view(w, (f, k)), _view(cols, (n, k, ho * wo)),
-                         out=_view(out, (n, f, ho * wo))))
+    y = np.empty((f, ho, wo, n), out.dtype)
+    calls += [partial(np.matmul, _view(w, (f, cols.shape[0])), cols, out=_view(y, (f, -1))),
+              partial(np.copyto, out, y.transpose(3, 0, 1, 2))]
     return partial(_run_all, calls)
 
 
@@ -170,22 +170,18 @@ def _input_grad_bind(out, ins, attrs):
     c, kh, kw = w.shape[1:]
     s, p = attrs["stride"], attrs["padding"]
     h, wd = attrs["size"]
-    k = c * kh * kw
-    # batch-innermost layout [C, H, W, N]: each tap's add then runs along rows of
-    # wo * N contiguous numbers instead of wo
-    g_t = np.empty((f, ho, wo, n), out.dtype)
+    gt, calls = _batch_inner(g)
     dcols = np.empty((c, kh, kw, ho, wo, n), out.dtype)
-    dx_t = np.empty((c, h + 2 * p, wd + 2 * p, n), out.dtype)
-    calls = [partial(np.copyto, g_t, g.transpose(1, 2, 3, 0)),
-             partial(np.matmul, _view(w, (f, k)).T, _view(g_t, (f, ho * wo * n)),
-                     out=_view(dcols, (k, ho * wo * n))),
-             partial(dx_t.fill, 0)]
+    dxt = np.empty((c, h + 2 * p, wd + 2 * p, n), out.dtype)
+    calls += [partial(np.matmul, _view(w, (f, -1)).T, _view(gt, (f, -1)),
+                      out=_view(dcols, (c * kh * kw, -1))),
+              partial(dxt.fill, 0)]
     # col2im: the windows overlap where stride < kernel, so each tap adds
     for a in range(kh):
         for b in range(kw):
-            dst = dx_t[:, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s]
+            dst = dxt[:, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s]
             calls.append(partial(np.add, dst, dcols[:, a, b], out=dst))
-    calls.append(partial(np.copyto, out, dx_t[:, p:p + h, p:p + wd].transpose(3, 0, 1, 2)))
+    calls.append(partial(np.copyto, out, dxt[:, p:p + h, p:p + wd].transpose(3, 0, 1, 2)))
     return partial(_run_all, calls)
 
 
@@ -219,12 +215,12 @@ def _weight_grad_bind(out, ins, attrs):
     x, g = ins
     n, f, ho, wo = g.shape
     kh, kw = attrs["kernel"]
-    k = x.shape[1] * kh * kw
     cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo)
-    per_example = np.empty((n, f, k), out.dtype)
-    calls += [partial(np.matmul, _view(g, (n, f, ho * wo)),
-                      _view(cols, (n, k, ho * wo)).transpose(0, 2, 1), out=per_example),
-              partial(np.sum, per_example, axis=0, out=_view(out, (f, k)))]
+    gt, more = _batch_inner(g)
+    dw_t = np.empty((cols.shape[0], f), out.dtype)
+    # dW^T = cols @ g^T: OpenBLAS runs this about twice as fast as dW = g @ cols^T
+    calls += more + [partial(np.matmul, cols, _view(gt, (f, -1)).T, out=dw_t),
+                     partial(np.copyto, _view(out, (f, -1)), dw_t.T)]
     return partial(_run_all, calls)
 
 
