@@ -7,8 +7,7 @@ import tempfile
 
 import numpy as np
 
-from .backends.device import DeviceError, resolve_device
-from .backends.numpy import NumpyProgram
+from .backends.device import DeviceError, make_program, make_storage, resolve_device
 from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
 from .frontend.parse import parse
@@ -72,7 +71,7 @@ class Model:
             # the file asked for it: point at its 'device = ...'
             what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")
             raise DeviceError(Diagnostic(span, what, hint or None).render(source)) from None
-        self._storage = {}
+        self._storage = make_storage(self.device)
         for name, p in graph.params.items():
             self._storage[name] = initial_value(p.attrs["init"], p.shape, train.seed, name)
         self._programs = {}
@@ -136,7 +135,7 @@ class Model:
                 if node.op == "state" and node.attrs["name"] not in self._storage:
                     self._storage[node.attrs["name"]] = np.full(node.shape, node.attrs["value"],
                                                                 np.float32)
-            prog = self._programs[key] = NumpyProgram(sched, self._storage)
+            prog = self._programs[key] = make_program(self.device, sched, self._storage)
         return prog
 
     def _reset_optimizer(self):

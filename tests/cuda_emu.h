@@ -1,21 +1,18 @@
 // cuda_emu.h: just enough CUDA to run nncompile's generated kernels on the CPU.
 //
-// One OS thread per CUDA thread, the blocks of a launch one after another (so
-// __shared__ can be a function-local static). __syncthreads is a barrier over
-// the block's live threads, warp shuffles go through a per-warp buffer and
-// barrier, atomics and fences are the host's. A barrier that waits longer
-// than 60 s (a kernel whose threads do not all reach __syncthreads) aborts.
+// Each CUDA thread of a block is a fiber (ucontext) of one OS thread; a fiber
+// runs until it reaches a barrier (__syncthreads, or a warp shuffle's warp
+// barrier) or returns, then the next runnable one runs. Blocks run one after
+// another, so __shared__ can be a function-local static. A barrier counts only
+// threads that have not returned, as on the GPU. If no fiber can run while some
+// wait (a __syncthreads that not all threads reach), the emulator aborts.
 #pragma once
 #include <math.h>
+#include <ucontext.h>
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
@@ -29,50 +26,55 @@ static inline float4 make_float4(float x, float y, float z, float w) { return {x
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 
-static thread_local dim3 threadIdx, blockIdx;
-static dim3 blockDim, gridDim;
+static dim3 threadIdx, blockIdx, blockDim, gridDim;
 
-struct EmuBarrier {
-  std::mutex m;
-  std::condition_variable cv;
-  int expected, count = 0;
-  long generation = 0;
-  explicit EmuBarrier(int n) : expected(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lock(m);
-    long g = generation;
-    if (++count == expected) { count = 0; ++generation; cv.notify_all(); return; }
-    if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return generation != g; })) {
-      std::fprintf(stderr, "cuda_emu: a barrier waited 60 s (divergent __syncthreads?)\n");
-      std::abort();
-    }
-  }
-  void drop() {   // a thread has exited: it no longer takes part
-    std::unique_lock<std::mutex> lock(m);
-    --expected;
-    if (count > 0 && count == expected) { count = 0; ++generation; cv.notify_all(); }
-  }
-};
+typedef void (*emu_trampoline)(void**);
+struct EmuBarrier { int expected = 0, arrived = 0; };
+struct EmuFiber { ucontext_t ctx; int state = 0; EmuBarrier* wait = nullptr; dim3 idx; int id = 0; };
 
-struct EmuBlock {
-  std::unique_ptr<EmuBarrier> block;
-  std::vector<std::unique_ptr<EmuBarrier>> warps;
-  float lanes[32][32];
-};
-static thread_local EmuBlock* emu_block;
-static thread_local int emu_thread;
+static ucontext_t emu_scheduler;
+static std::vector<EmuFiber> emu_fibers;
+static std::vector<char> emu_stacks;
+static EmuFiber* emu_current;
+static EmuBarrier emu_block_barrier, emu_warp_barrier[32];
+static float emu_lanes[32][32];
+static emu_trampoline emu_fn;
+static void** emu_args;
+static const size_t EMU_STACK = 1 << 16;
 
-static inline void __syncthreads() { emu_block->block->wait(); }
+static void emu_release(EmuBarrier* b) {
+  for (auto& f : emu_fibers)
+    if (f.state == 1 && f.wait == b) { f.state = 0; f.wait = nullptr; }
+  b->arrived = 0;
+}
+static void emu_wait(EmuBarrier* b) {
+  if (++b->arrived == b->expected) { emu_release(b); return; }
+  emu_current->state = 1;
+  emu_current->wait = b;
+  swapcontext(&emu_current->ctx, &emu_scheduler);
+}
+static void emu_drop(EmuBarrier* b) {
+  --b->expected;
+  if (b->arrived > 0 && b->arrived == b->expected) emu_release(b);
+}
+static void emu_entry() {
+  emu_fn(emu_args);
+  emu_current->state = 2;
+  emu_drop(&emu_block_barrier);
+  emu_drop(&emu_warp_barrier[emu_current->id / 32]);
+}
+
+static inline void __syncthreads() { emu_wait(&emu_block_barrier); }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 static inline float __shfl_xor_sync(unsigned, float v, int mask) {
-  const int w = emu_thread / 32, l = emu_thread % 32;
-  emu_block->lanes[w][l] = v;
-  emu_block->warps[w]->wait();
-  const float r = emu_block->lanes[w][l ^ mask];
-  emu_block->warps[w]->wait();
+  const int w = emu_current->id / 32, l = emu_current->id % 32;
+  emu_lanes[w][l] = v;
+  emu_wait(&emu_warp_barrier[w]);
+  const float r = emu_lanes[w][l ^ mask];
+  emu_wait(&emu_warp_barrier[w]);
   return r;
 }
-static inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline int atomicAdd(int* p, int v) { int old = *p; *p = old + v; return old; }
 static inline float __ldcg(const float* p) { return *(const volatile float*)p; }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
@@ -80,33 +82,51 @@ static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 
-typedef void (*emu_trampoline)(void**);
-
 extern "C" int emu_launch(emu_trampoline fn, void** args, unsigned gx, unsigned gy, unsigned gz,
                           unsigned bx, unsigned by, unsigned bz) {
   gridDim = {gx, gy, gz};
   blockDim = {bx, by, bz};
+  emu_fn = fn;
+  emu_args = args;
   const int threads = (int)(bx * by * bz);
+  emu_fibers.assign(threads, EmuFiber());
+  if (emu_stacks.size() < threads * EMU_STACK) emu_stacks.resize(threads * EMU_STACK);
   for (unsigned z = 0; z < gz; ++z)
     for (unsigned y = 0; y < gy; ++y)
       for (unsigned x = 0; x < gx; ++x) {
-        EmuBlock blk;
-        blk.block.reset(new EmuBarrier(threads));
+        blockIdx = {x, y, z};
+        emu_block_barrier = {threads, 0};
         for (int w = 0; w * 32 < threads; ++w)
-          blk.warps.emplace_back(new EmuBarrier(threads - w * 32 < 32 ? threads - w * 32 : 32));
-        std::vector<std::thread> pool;
-        pool.reserve(threads);
-        for (int t = 0; t < threads; ++t)
-          pool.emplace_back([&, t] {
-            emu_block = &blk;
-            emu_thread = t;
-            threadIdx = {(unsigned)t % bx, (unsigned)t / bx % by, (unsigned)t / (bx * by)};
-            blockIdx = {x, y, z};
-            fn(args);
-            blk.block->drop();
-            blk.warps[t / 32]->drop();
-          });
-        for (auto& th : pool) th.join();
+          emu_warp_barrier[w] = {threads - w * 32 < 32 ? threads - w * 32 : 32, 0};
+        for (int t = 0; t < threads; ++t) {
+          EmuFiber& f = emu_fibers[t];
+          f.state = 0;
+          f.wait = nullptr;
+          f.id = t;
+          f.idx = {(unsigned)t % bx, (unsigned)t / bx % by, (unsigned)t / (bx * by)};
+          getcontext(&f.ctx);
+          f.ctx.uc_stack.ss_sp = emu_stacks.data() + t * EMU_STACK;
+          f.ctx.uc_stack.ss_size = EMU_STACK;
+          f.ctx.uc_link = &emu_scheduler;
+          makecontext(&f.ctx, emu_entry, 0);
+        }
+        for (;;) {
+          bool ran = false, waiting = false;
+          for (auto& f : emu_fibers) {
+            if (f.state == 0) {
+              emu_current = &f;
+              threadIdx = f.idx;
+              swapcontext(&emu_scheduler, &f.ctx);
+              ran = true;
+            }
+            waiting |= f.state == 1;
+          }
+          if (!ran && !waiting) break;
+          if (!ran) {
+            std::fprintf(stderr, "cuda_emu: deadlock (a __syncthreads not every thread reaches)\n");
+            std::abort();
+          }
+        }
       }
   return 0;
 }

@@ -45,3 +45,21 @@ def resolve_device(requested: str, quiet: bool = False) -> str:
     if not quiet:
         print(f"nncompile: using the CPU ({why})", file=sys.stderr)
     return "cpu"
+
+
+def make_storage(device: str):
+    """Where a model keeps its params and optimizer state: a dict of arrays on
+    the CPU; for cuda a dict-like whose arrays stay resident on the GPU."""
+    if device == "cuda":
+        from .cuda.launch import CudaStorage
+        return CudaStorage()
+    return {}
+
+
+def make_program(device: str, schedule, storage):
+    """The runnable form of a schedule on the device."""
+    if device == "cuda":
+        from .cuda.launch import CudaProgram
+        return CudaProgram(schedule, storage)
+    from .numpy import NumpyProgram
+    return NumpyProgram(schedule, storage)

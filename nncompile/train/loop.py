@@ -76,6 +76,9 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
     n_test = len(next(iter(xt.values()))) if xt else 0
 
     model._reset_optimizer()
+    if model.device == "cuda":
+        from ..backends.cuda.launch import fit_on_gpu
+        return fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch)
     accumulate = cfg.accumulate
     step = model._program("step", cfg) if accumulate == 1 else None
     if accumulate > 1:

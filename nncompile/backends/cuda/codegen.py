@@ -178,6 +178,7 @@ class Launch:
     block: tuple
     tiles: tuple = ()     # gemm: the tile variants compiled, name + "_" + tile
     text: str = ""        # one line for the plan in the source's header
+    written: list = field(default_factory=list)   # the refs among params it writes
 
 
 @dataclass
@@ -196,7 +197,8 @@ def gemm_launch(M: int, N: int, K: int, batches: int, tiles: tuple, sms: int):
     """(tile, grid, splits, kchunk, workspace floats, counters) for one GEMM:
     the 128 tile when it alone gives a wave of blocks, else the 64 tile; split
     K (summed in order by the last block of each tile) when there are fewer
-    tiles than two waves and K is long enough for each split to have 4 k-tiles."""
+    tiles than multiprocessors and K is long enough for each split to have 4
+    k-tiles (up to two blocks per multiprocessor)."""
     for t in ("t128", "t64"):
         if t not in tiles:
             continue
@@ -206,7 +208,7 @@ def gemm_launch(M: int, N: int, K: int, batches: int, tiles: tuple, sms: int):
             continue
         k_tiles = -(-K // bk)
         splits = 1
-        if n_tiles < 2 * sms and k_tiles >= 8:
+        if n_tiles < sms and k_tiles >= 8:
             splits = max(1, min(-(-2 * sms // n_tiles), k_tiles // 4, 32, 65535 // batches))
         kchunk = -(-k_tiles // splits) * bk
         splits = max(1, -(-K // kchunk))
@@ -302,12 +304,14 @@ class _Builder:
     def __init__(self, s):
         self.s, self.g = s, s.graph
         self.roots = set(self.g.roots())
+        # a random leaf (a dropout mask) is scheduled, but filled before the run
+        self.order = [n for n in s.order if n.op not in LEAF_REF]
         operands = set()
-        for n in s.order:
+        for n in self.order:
             if role(n) == "gemm":
                 operands |= set(self.operands(n))
         self.virtual, self.alias = set(), {}
-        for n in s.order:
+        for n in self.order:
             if n.op not in VIEW_OPS:
                 continue
             src = n.inputs[0]
@@ -316,7 +320,7 @@ class _Builder:
             elif n not in self.roots and n not in operands and \
                     (n.op == "count" or not self.touches_storage(src)):
                 self.virtual.add(n)
-        names = sorted({*self.g.params, *self.g.state})
+        names = sorted({n.attrs["name"] for n in self.g.nodes if self.storage(n)})
         self.store_name = {k: f"st{i}" for i, k in enumerate(names)}
         feeds = list(self.g.inputs) + [k for k in self.g.targets if k not in self.g.inputs]
         self.feed_name = {k: f"in{i}" for i, k in enumerate(feeds)}
@@ -423,7 +427,7 @@ class _Builder:
 
     def kernels(self) -> list:
         out = []
-        for n in self.s.order:
+        for n in self.order:
             if n in self.virtual or n in self.alias:
                 continue
             if not self.place(out, n):
@@ -956,6 +960,7 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
         launch = Launch(name, "softmax", [], ("rows", rows, 8), (256, 1, 1))
         text = f"{name:<22} log_softmax of {c_size(rows)} rows of {cols}"
     launch.params = list(e.params)
+    launch.written = [r for r, w in e.params.items() if w]
     launch.text = text
     return "\n".join(comments) + "\n" + src.strip("\n") + "\n", launch
 

@@ -1,0 +1,275 @@
+"""The CUDA backend without a GPU: generated source compiles with nvcc for
+sm_80 and sm_90, is deterministic and pinned by a golden file; and run on the
+CPU emulator (cuda_emu.h, one fiber per CUDA thread) its kernels and runtime
+compute what the float64 reference and the numpy backend compute. The same
+numerical checks run on a real GPU in test_cuda_gpu.py."""
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import nncompile
+from nncompile.backends.cuda import codegen, nvcc
+from nncompile.backends.cuda.codegen import Launch, build, gemm_launch, generate
+from nncompile.backends.cuda.launch import CudaStorage
+from nncompile.passes import pipeline
+
+import cuda_cases as cases
+import cuda_emu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+SAMPLES = sorted(glob.glob(os.path.join(ROOT, "samples", "*.nn")))
+ARCHS = ("sm_80", "sm_90")
+
+needs_nvcc = pytest.mark.skipif(nvcc.find_nvcc() is None, reason="nvcc is not installed")
+needs_gxx = pytest.mark.skipif(not cuda_emu.available(), reason="g++ is not installed")
+
+
+def sample_model(path):
+    try:
+        return nncompile.compile(path, device="cpu", quiet=True)
+    except nncompile.CompileError as e:
+        pytest.skip(f"{os.path.basename(path)} does not compile in this build: {e}")
+
+
+def step_source(model) -> str:
+    return model.emit("cuda")
+
+
+# compiling --------------------------------------------------------------------
+
+def compile_all(source: str) -> dict:
+    """arch -> PTX, both archs at once (nvcc is single-threaded)."""
+    with ThreadPoolExecutor(len(ARCHS)) as pool:
+        return dict(zip(ARCHS, pool.map(lambda a: nvcc.compile(source, a, "ptx"), ARCHS)))
+
+
+def entry_points(plan) -> set:
+    names = set()
+    for s in plan.steps:
+        if isinstance(s, Launch):
+            names |= {f"{s.name}_{t}" for t in s.tiles} if s.family == "gemm" else {s.name}
+    return names
+
+
+@needs_nvcc
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_every_sample_compiles_for_sm80_and_sm90(path):
+    m = sample_model(path)
+    cfg = m.train_config
+    sched = pipeline.program(m.graph, outputs=True, updates=cfg.present, cfg=cfg)
+    plan = build(sched)
+    for arch, ptx in compile_all(plan.source).items():
+        text = ptx.decode()
+        assert f".target {arch}" in text
+        missing = [k for k in entry_points(plan) if f".entry {k}(" not in text]
+        assert not missing, f"{arch}: kernels missing from the PTX: {missing}"
+
+
+@needs_nvcc
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_every_op_compiles_for_sm80_and_sm90(fused):
+    _, sched = cases.ops_programs(fused)
+    for arch, ptx in compile_all(generate(sched)).items():
+        assert f".target {arch}" in ptx.decode()
+
+
+@needs_nvcc
+def test_the_training_loop_kernels_compile():
+    for ptx in compile_all(codegen.runtime_source()).values():
+        assert all(f".entry {k}(" in ptx.decode() for k in
+                   ("nn_gather_rows", "nn_step_end", "nn_metrics", "nn_axpy"))
+
+
+@needs_nvcc
+def test_a_second_compile_comes_from_the_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_CACHE", str(tmp_path))
+    source = 'extern "C" __global__ void twice(float* x) { x[threadIdx.x] *= 2.f; }\n'
+    before = dict(nvcc.STATS)
+    first = nvcc.compile(source, "sm_80", "ptx")
+    assert nvcc.STATS["compiled"] == before["compiled"] + 1
+    second = nvcc.compile(source, "sm_80", "ptx")
+    assert second == first
+    assert nvcc.STATS["compiled"] == before["compiled"] + 1
+    assert nvcc.STATS["cached"] == before["cached"] + 1
+    assert len(list(tmp_path.iterdir())) == 1
+    nvcc.compile(source, "sm_90", "ptx")             # another arch is another entry
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+# the source ---------------------------------------------------------------------
+
+def test_golden_cuda_source_of_xor(sample):
+    with open(sample("xor")) as f:
+        m = nncompile.compile_source(f.read(), device="cpu", file="xor.nn")
+    text = m.emit("cuda")
+    path = os.path.join(GOLDEN, "xor.cu")
+    if os.environ.get("NNCOMPILE_REGEN_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read(), f"the CUDA source differs from {path} " \
+                                 "(NNCOMPILE_REGEN_GOLDEN=1 rewrites)"
+
+
+def test_generated_source_is_deterministic(sample):
+    texts = {nncompile.compile(sample("spiral"), device="cpu").emit("cuda") for _ in range(2)}
+    assert len(texts) == 1
+
+
+def test_identifiers_come_from_the_compiler_not_the_model_text():
+    src = """model evil
+input x[2]
+target y[1]
+h = dense(x, 3, tanh)
+output p = dense(h, 1)
+loss mse(p, y)
+train { data = xor
+optimizer = sgd(lr = 0.1) }
+"""
+    text = nncompile.compile_source(src, device="cpu").emit("cuda")
+    code = "\n".join(line.split("//")[0] for line in text.splitlines())
+    assert "evil" not in code and "h.weight" not in code
+    assert "// storage: st0 = h.bias, st1 = h.weight" in text
+
+
+def test_bias_activation_and_update_are_fused_into_the_gemms(sample):
+    """digits_mlp: the forward GEMMs carry bias + relu, the backward GEMM the
+    relu derivative, the weight-gradient GEMMs the momentum and the param
+    update; the bias gradient's column sums carry the bias updates."""
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    plan = build(pipeline.program(m.graph, outputs=True, updates=True, cfg=m.train_config))
+    kernels = [s for s in plan.steps if isinstance(s, Launch)]
+    assert [k.family for k in kernels].count("gemm") == 5
+    src = plan.source
+    assert "fused[gemm: matmul, add, relu](%x, %h1.weight, %h1.bias)" in src
+    assert "fused[gemm: matmul, step, mul]" in src
+    # the momentum update and the weight update in one epilogue
+    weight_gemms = [k for k in kernels if ("store", "h1.weight") in k.written]
+    assert len(weight_gemms) == 1 and weight_gemms[0].family == "gemm"
+    assert ("store", "h1.weight.velocity") in weight_gemms[0].written
+    bias = [k for k in kernels if ("store", "h1.bias") in k.written]
+    assert [k.family for k in bias] == ["reduce"]
+    assert len(kernels) <= 12
+
+
+def test_gemm_launch_uses_big_tiles_for_big_problems_and_splits_long_k():
+    t, grid, splits, kchunk, ws, tiles = gemm_launch(1024, 4096, 4096, 1, ("t64", "t128"), 132)
+    assert (t, grid, splits) == ("t128", (32, 8, 1), 1) and ws == 0
+    t, grid, splits, kchunk, ws, tiles = gemm_launch(128, 256, 784, 1, ("t64", "t128"), 132)
+    assert t == "t64" and splits > 1 and grid == (4, 2, splits)
+    assert kchunk % 16 == 0 and (splits - 1) * kchunk < 784 <= splits * kchunk
+    assert ws == tiles * splits * 64 * 64
+    assert gemm_launch(5, 3, 2, 1, ("t64",), 132)[2] == 1
+
+
+def test_every_registry_op_is_in_the_op_cases():
+    from nncompile.ops import REGISTRY
+    seen = set()
+    for fused in (True, False):
+        g, sched = cases.ops_programs(fused)
+        seen |= {n.op for n in sched.graph.nodes}
+        seen |= {e[0] for n in sched.graph.nodes if n.op == "fused" for e in n.attrs["body"]}
+    seen |= {n.op for n in cases.ops_graph().nodes}
+    missing = set(REGISTRY) - seen - cases.LEAVES
+    assert not missing, f"ops without a CUDA test case: {sorted(missing)}"
+
+
+# numbers, on the emulator ----------------------------------------------------
+
+@needs_gxx
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+def test_every_op_forward_and_backward_on_the_emulator(fused):
+    g, sched = cases.ops_programs(fused)
+    bad = cases.compare(sched, cuda_emu.EmuDevice(sms=16), cases.BATCHES, cases.params_of(g),
+                        lambda b: cases.feeds_of(g, b))
+    assert not bad, "\n".join(bad)
+
+
+@needs_gxx
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_every_sample_training_step_on_the_emulator(path):
+    m = sample_model(path)
+    if m.graph.loss is None:
+        pytest.skip("the model does not train")
+    sched, params = cases.step_programs(m)
+    bad = cases.compare_step(sched, cuda_emu.EmuDevice(), params, batch=5)
+    assert not bad, "\n".join(bad)
+
+
+def _emulated(model, device):
+    """model, moved onto an emulated GPU (as compile(device="cuda") would)."""
+    store = CudaStorage(device)
+    for k, v in model._storage.items():
+        store[k] = v
+    model.device, model._storage, model._programs = "cuda", store, {}
+    return model
+
+
+def _same_history(h1, h2, rtol=1e-5):
+    assert len(h1) == len(h2)
+    for a, b in zip(h1, h2):
+        assert set(a) == set(b)
+        for k in a:
+            if k != "time":
+                assert b[k] == pytest.approx(a[k], rel=rtol, abs=1e-7), (a["epoch"], k)
+
+
+@needs_gxx
+@pytest.mark.parametrize("name,epochs", [("xor", 3), ("circles", 2)])
+def test_gpu_training_loop_matches_the_cpu_loop_on_the_emulator(sample, name, epochs):
+    cpu = nncompile.compile(sample(name), device="cpu")
+    dev = cuda_emu.EmuDevice()
+    gpu = _emulated(nncompile.compile(sample(name), device="cpu"), dev)
+    _same_history(cpu.fit(epochs=epochs), gpu.fit(epochs=epochs))
+    for k, v in cpu.params.items():
+        np.testing.assert_allclose(gpu.params[k], v, rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
+    np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-6)
+
+
+@needs_gxx
+def test_gradient_accumulation_and_conv_on_the_emulator(sample):
+    """lenet: conv, max pooling, accumulate = 2, on 150 examples for 2 epochs."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 1, 8, 8)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 150)]
+    data = dict(epochs=2, x=x, y=y, x_test=x[:40], y_test=y[:40])
+    cpu = nncompile.compile(sample("lenet"), device="cpu")
+    gpu = _emulated(nncompile.compile(sample("lenet"), device="cpu"), cuda_emu.EmuDevice())
+    _same_history(cpu.fit(**data), gpu.fit(**data), rtol=2e-5)
+
+
+@needs_gxx
+def test_graph_replay_and_plain_launches_train_alike(sample):
+    runs = []
+    for graphs in (True, False):
+        m = _emulated(nncompile.compile(sample("xor"), device="cpu"),
+                      cuda_emu.EmuDevice(graphs=graphs))
+        runs.append((m.fit(epochs=2), m.params))
+    _same_history(runs[0][0], runs[1][0], rtol=0)
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+
+
+@needs_gxx
+def test_params_stay_on_the_device_until_read_and_host_writes_reach_it(sample):
+    dev = cuda_emu.EmuDevice()
+    m = _emulated(nncompile.compile(sample("xor"), device="cpu"), dev)
+    x = np.array([[0, 0], [1, 1]], np.float32)
+    before = m.predict(x)
+    m.set_params({"p.bias": m.params["p.bias"] + 5})      # host write, then a device run
+    after = m.predict(x)
+    assert np.all(after > before)
+    m.fit(epochs=1)
+    store = m._storage
+    assert store._fresh["p.bias"] == "device"             # trained on the device, not copied
+    p = m.params["p.bias"]                                 # reading copies back
+    assert store._fresh["p.bias"] == "host"
+    cpu = nncompile.compile(sample("xor"), device="cpu")
+    cpu.set_params({"p.bias": cpu.params["p.bias"] + 5})
+    cpu.fit(epochs=1)
+    np.testing.assert_allclose(p, cpu.params["p.bias"], rtol=1e-6)
