@@ -223,6 +223,20 @@ def test_vjp_matches_central_differences(op, shapes, attrs, ref):
         np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7)
 
 
+def test_conv_ops_work_block_by_block_on_large_batches():
+    """70 examples: blocks of conv.BLOCK and a partial last one."""
+    from nncompile.ops.conv import BLOCK
+    assert 70 > 2 * BLOCK
+    x, w, g = inputs([(70, 2, 6, 5), (3, 2, 3, 3), (70, 3, 3, 3)], 5)
+    a = {"stride": 2, "padding": 1}
+    np.testing.assert_allclose(REGISTRY["conv2d"].eval([x, w], a), conv_ref(x, w, 2, 1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(REGISTRY["conv2d_weight_grad"].eval([x, g], {**a, "kernel": (3, 3)}),
+                               conv_weight_grad_ref(x, g, 2, 1, (3, 3)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(REGISTRY["conv2d_input_grad"].eval([g, w], {**a, "size": (6, 5)}),
+                               conv_input_grad_ref(g, w, 2, 1, (6, 5)), rtol=1e-12, atol=1e-12)
+
+
 def test_conv_shape_inference_names_both_shapes():
     from nncompile.ir.graph import ShapeError
     with pytest.raises(ShapeError, match=r"the input \[N, 3, 8, 8\] has 3 channels but the "
