@@ -179,6 +179,8 @@ class Launch:
     tiles: tuple = ()     # gemm: the tile variants compiled, name + "_" + tile
     text: str = ""        # one line for the plan in the source's header
     written: list = field(default_factory=list)   # the refs among params it writes
+    op: str = ""          # gemm: the head op (matmul, conv2d, ...) and its transposes
+    trans: tuple = (False, False)
 
 
 @dataclass
@@ -756,7 +758,7 @@ def gemm_spec(e: _Emit, n, kname: str) -> dict:
         rowflat = "row" if batches == (1, 0) else f"(bat * {c_size(msz)} + row)"
         spec["coords"] = decompose(rowflat, out[:-1]) + ["col"]
         spec["flat"] = f"{atom(rowflat)} * {c_dim(Nc)} + col"
-        spec["structs"] = ""
+        spec.update(structs="", op=op, trans=(ta, tb))
         return spec
     s, pad = attrs["stride"], attrs["padding"]
     if op == "conv2d":
@@ -818,7 +820,7 @@ def gemm_spec(e: _Emit, n, kname: str) -> dict:
                     flat=f"row * {C * kh * kw} + col")
     else:
         raise UnsupportedOp(op)
-    spec["structs"] = "".join(structs)
+    spec.update(structs="".join(structs), op=op, trans=(False, False))
     return spec
 
 
@@ -898,7 +900,8 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
                             a_type=spec["a_type"], a_init=spec["a_init"], b_type=spec["b_type"],
                             b_init=spec["b_init"], epilogue="\n".join(lines)), t) + "\n"
             for t in tiles)
-        launch = Launch(name, "gemm", [], ("gemm",) + spec["sizes"], (256, 1, 1), tiles)
+        launch = Launch(name, "gemm", [], ("gemm",) + spec["sizes"], (256, 1, 1), tiles,
+                        op=spec["op"], trans=spec["trans"])
         text = (f"{name:<22} gemm M={spec['M']} N={spec['N']} K={spec['K']} "
                 f"batches={c_size(spec['sizes'][3])} tiles {'/'.join(tiles)}")
     elif k.family == "reduce":

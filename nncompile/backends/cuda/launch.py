@@ -61,6 +61,7 @@ class PycudaDevice:
         self.stream = drv.Stream()
         self._graphs = _GraphApi() if os.environ.get("NNCOMPILE_CUDA_GRAPHS", "1") != "0" \
             else None
+        self.captured = 0          # training steps captured as CUDA graphs
 
     def module(self, source: str):
         return self.drv.module_from_buffer(nvcc.compile(source, self.arch, "cubin"))
@@ -102,7 +103,9 @@ class PycudaDevice:
         one CUDA graph, or None where that is not possible."""
         if self._graphs is None:
             return None
-        return self._graphs.capture(self.stream, calls)
+        graph = self._graphs.capture(self.stream, calls)
+        self.captured += graph is not None
+        return graph
 
 
 class _GraphApi:
@@ -410,7 +413,6 @@ class _Runtime:
         # int cursor at +0, int right at +4, double loss total at +8
         self.scalars = device.alloc(16)
         self.cursor, self.right, self.total = (int(self.scalars) + o for o in (0, 4, 8))
-        self.host = device.pinned((2,), np.float64)
 
     def blocks(self, n: int) -> tuple:
         return (max(1, min(-(-n // 256), 32 * max(self.device.sms, 1))), 1, 1)
@@ -440,13 +442,13 @@ class _Data:
     def __init__(self, device, arrays: dict):
         self.rows = len(next(iter(arrays.values()))) if arrays else 0
         self.buf, self.width = {}, {}
-        for k, v in arrays.items():
-            v = np.ascontiguousarray(v, dtype=np.float32)
+        host = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        for k, v in host.items():
             self.buf[k] = device.alloc(max(v.nbytes, FLOAT))
             if v.size:
                 device.upload(self.buf[k], v)
             self.width[k] = int(np.prod(v.shape[1:], dtype=np.int64))
-        device.synchronize()
+        device.synchronize()          # before the host copies go
 
 
 def _steps(rt: _Runtime, prog: CudaProgram, data: _Data, perm, rows: int):

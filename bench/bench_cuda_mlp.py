@@ -1,0 +1,199 @@
+"""MNIST-shaped MLP training on the GPU: nncompile vs PyTorch eager and
+torch.compile (default and max-autotune), same initial weights, same order of
+examples, in the same process; and nncompile's compile time, cold and cached.
+
+784-256-128-10, relu, cross-entropy, SGD with momentum 0.9 (lr 0.01), batch
+128, 60,000 examples of MNIST's shape. The numbers are random: speed does not
+depend on them, and the GPU machine has no network to fetch MNIST. The targets
+are smoothed one-hot rows (0.91 / 0.01), so the training loop computes no
+accuracy pass and every framework does exactly the training steps. Each epoch
+draws its permutation as nncompile's CPU loop does (default_rng([seed, 1]))
+and all frameworks use it, so their first-epoch losses must agree.
+
+Throughput is training examples per second over whole epochs (the best of the
+epochs after the first, which includes compilation and graph capture); the
+GPU is synchronised before each clock read. Results: bench/results/cuda_mlp.json.
+
+    python3 -m bench.bench_cuda_mlp [--epochs 4] [--skip-compile]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import nncompile  # noqa: E402
+
+MODEL = """model mnist_mlp
+input  x[784]
+target y[10]
+h1 = dense(x, 256, relu)
+h2 = dense(h1, 128, relu)
+logits = dense(h2, 10)
+output p = softmax(logits)
+loss cross_entropy(logits, y)
+train {
+  optimizer = sgd(lr = 0.01, momentum = 0.9)
+  batch     = 128
+  epochs    = 1
+  seed      = 0
+}
+"""
+N_EXAMPLES, BATCH, SEED = 60_000, 128, 0
+
+
+def data():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (N_EXAMPLES, 784)).astype(np.float32)
+    y = np.full((N_EXAMPLES, 10), 0.01, np.float32)
+    y[np.arange(N_EXAMPLES), rng.integers(0, 10, N_EXAMPLES)] = 0.91
+    return x, y
+
+
+def permutations(epochs):
+    rng = np.random.default_rng([SEED, 1])         # as train/loop.py draws them
+    return [rng.permutation(N_EXAMPLES) for _ in range(epochs)]
+
+
+def run_nncompile(x, y, epochs):
+    m = nncompile.compile_source(MODEL, device="cuda", file="mnist_mlp.nn")
+    init = m.params
+    hist = m.fit(epochs=epochs, x=x, y=y)
+    times = [h["time"] for h in hist]
+    return init, {"samples_per_s": N_EXAMPLES / min(times[1:] or times),
+                  "epoch_times_s": times, "first_epoch_loss": hist[0]["loss"]}
+
+
+def run_torch(x, y, epochs, init, mode):
+    import torch
+    import torch.nn.functional as F
+    dev = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 128), torch.nn.ReLU(),
+                                torch.nn.Linear(128, 10)).to(dev)
+    with torch.no_grad():
+        for layer, name in zip((model[0], model[2], model[4]), ("h1", "h2", "logits")):
+            layer.weight.copy_(torch.from_numpy(init[f"{name}.weight"].T.copy()))
+            layer.bias.copy_(torch.from_numpy(init[f"{name}.bias"]))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    fwd = model if mode == "eager" else torch.compile(model, mode=mode)
+
+    def opt_step():
+        opt.step()
+    step = opt_step if mode == "eager" else torch.compile(opt_step, mode=mode)
+    xd, yd = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+    times, first_loss = [], None
+    for perm in permutations(epochs):
+        p = torch.from_numpy(perm).to(dev)
+        total = torch.zeros((), device=dev, dtype=torch.float64)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for s in range(0, N_EXAMPLES, BATCH):
+            idx = p[s:s + BATCH]
+            xb, yb = xd[idx], yd[idx]
+            loss = F.cross_entropy(fwd(xb), yb)
+            loss.backward()
+            step()
+            opt.zero_grad(set_to_none=False)
+            total += loss.detach().double() * len(idx)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        if first_loss is None:
+            first_loss = float(total) / N_EXAMPLES
+    return {"samples_per_s": N_EXAMPLES / min(times[1:] or times), "epoch_times_s": times,
+            "first_epoch_loss": first_loss}
+
+
+COMPILE_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+t0 = time.perf_counter()
+import nncompile
+from nncompile.backends.cuda import nvcc
+m = nncompile.compile_source({model!r}, device="cuda", file="mnist_mlp.nn")
+m._program("step", m.train_config)
+m._program("evaluate")
+m._program("predict")
+print(json.dumps(dict(nvcc.STATS, wall=time.perf_counter() - t0)))
+"""
+
+
+def compile_times():
+    """Two fresh processes on an empty cache: the first compiles the training
+    step, evaluation and prediction programs, the second finds them cached."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NNCOMPILE_CACHE=cache)
+        runs = []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c",
+                                  COMPILE_SCRIPT.format(root=ROOT, model=MODEL)],
+                                 env=env, capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    return {"cold": {"nvcc_seconds": cold["seconds"], "sources": cold["compiled"],
+                     "wall_seconds": cold["wall"]},
+            "cached": {"nvcc_seconds": warm["seconds"], "sources_compiled": warm["compiled"],
+                       "from_cache": warm["cached"], "wall_seconds": warm["wall"]}}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--skip-compile", action="store_true", help="do not time compilation")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cuda_mlp.json"))
+    args = ap.parse_args(argv)
+    from nncompile.backends.cuda.launch import default_device
+    gpu = default_device().name
+    x, y = data()
+    init, ours = run_nncompile(x, y, args.epochs)
+    results = {"nncompile": ours}
+    print(f"nncompile          {ours['samples_per_s']:>12,.0f} samples/s", flush=True)
+    for mode in ("eager", "default", "max-autotune"):
+        try:
+            r = run_torch(x, y, args.epochs, init, mode)
+        except Exception as e:   # torch missing, or a compile mode failing here
+            r = {"error": f"{type(e).__name__}: {e}"}
+        results[f"torch_{mode}"] = r
+        print(f"torch {mode:<12} {r.get('samples_per_s', float('nan')):>12,.0f} samples/s",
+              flush=True)
+    compiled = [r["samples_per_s"] for k, r in results.items()
+                if k in ("torch_default", "torch_max-autotune") and "samples_per_s" in r]
+    eager = results["torch_eager"].get("samples_per_s")
+    summary = {"vs_eager": ours["samples_per_s"] / eager if eager else None,
+               "vs_best_compile": ours["samples_per_s"] / max(compiled) if compiled else None}
+    summary["targets_met"] = {"3x_eager": bool(summary["vs_eager"] and summary["vs_eager"] >= 3),
+                              "1.3x_best_compile": bool(summary["vs_best_compile"] and
+                                                        summary["vs_best_compile"] >= 1.3)}
+    record = {"benchmark": "mnist-shaped MLP 784-256-128-10, batch 128, SGD momentum",
+              "gpu": gpu, "python": platform.python_version(), "epochs": args.epochs,
+              "results": results, "summary": summary}
+    try:
+        import torch
+        record["torch"] = torch.__version__
+    except ImportError:
+        pass
+    if not args.skip_compile:
+        record["compile_time"] = compile_times()
+        print("compile time:", json.dumps(record["compile_time"]))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=2)
+    print(json.dumps(summary, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
