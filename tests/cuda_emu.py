@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNEL = re.compile(r'extern "C" __global__ void(?: __launch_bounds__\(\d+\))?\s+(\w+)\(([^)]*)\)')
+KERNEL = re.compile(r'extern "C" __global__ void(?: __launch_bounds__\([\d, ]+\))?\s+(\w+)\(([^)]*)\)')
 
 
 def available() -> bool:

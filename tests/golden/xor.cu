@@ -180,7 +180,7 @@ __device__ __forceinline__ bool gemm_splitk(float (&acc)[T::TM][T::TN], float* _
 }
 
 // %h = fused[gemm: matmul, add, tanh](%x, %h.weight, %h.bias)  ->  buf0
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
 k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const float* __restrict__ st0, float* __restrict__ buf0, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
@@ -219,7 +219,7 @@ k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const
 // %p = fused[gemm: matmul, add, sigmoid](%h, %p.weight, %p.bias)  ->  buf1
 // %12 = sub(%p, %y)  ->  buf2
 // %30 = fused[elementwise: div, mul, mul, sub, mul, mul](%56, %12, %p)  ->  buf3
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
 k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, const float* __restrict__ st2, float* __restrict__ buf1, const float* __restrict__ in1, float* __restrict__ buf2, float* __restrict__ buf3, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
@@ -329,7 +329,7 @@ k03_reduce(const float* __restrict__ buf3, float* __restrict__ st2, int nb)
 }
 
 // %39 = fused[gemm: matmul, square, sub, mul](%30, %p.weight, %h)  ->  buf5
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
 k04_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, const float* __restrict__ buf0, float* __restrict__ buf5, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
@@ -399,7 +399,7 @@ k05_reduce(const float* __restrict__ buf5, float* __restrict__ st0, int nb)
 }
 
 // %47 = fused[gemm: matmul, mul, sub](%x, %39, %h.weight)  ->  st1
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
 k06_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf5, float* __restrict__ st1, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
@@ -436,7 +436,7 @@ k06_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf5, floa
 }
 
 // %51 = fused[gemm: matmul, mul, sub](%h, %30, %p.weight)  ->  st3
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
 k07_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ buf3, float* __restrict__ st3, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
