@@ -98,6 +98,11 @@ def ops_graph() -> Graph:
     b.out("count", b.add("mul", [b.add("count", [x], {"axes": (0, 1)}), p]))
     x, p = b.x("log_softmax", (10,)), b.p("log_softmax", (10,))
     b.out("log_softmax", b.add("log_softmax", [b.add("add", [x, p])]))
+    x, p = b.x("softmax_rows", (37,)), b.p("softmax_rows", (37,))   # one kernel: row max,
+    ls = b.add("log_softmax", [b.add("add", [x, p])])               # row sum, per-row values
+    top = b.add("max", [ls], {"axes": (1,), "keepdims": True})      # and a second pass
+    b.out("softmax_rows", b.add("sub", [ls, top]))
+    b.out("softmax_rowsum", b.add("neg", [b.add("sum", [ls], {"axes": (1,), "keepdims": False})]))
     x, p = b.x("reshape", (7, 3)), b.p("reshape", (7, 3))
     b.out("reshape", b.add("reshape", [b.add("add", [x, p])], {"shape": (N, 21)}))
     for case, f, s, pad in (("conv", 3, 1, 1), ("conv_s2", 4, 2, 0)):

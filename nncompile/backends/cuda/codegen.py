@@ -266,6 +266,7 @@ class _Kernel:
     reads: list                   # (owner Node, at its own element, segment)
     writes: dict                  # storage name -> Node
     copy_out: str | None = None   # the head writes a slot; then this storage gets a copy
+    phase: dict = field(default_factory=dict)   # softmax kernels: Node -> 1, "row" or 2
 
 
 def _head(n) -> int:
@@ -286,6 +287,23 @@ def role(n) -> str:
             (n.op in REGISTRY and REGISTRY[n.op].kind == "elementwise"):
         return "point"
     raise UnsupportedOp(f"the CUDA backend has no kernel for op '{n.op}' yet")
+
+
+def reduce_input_shape(n) -> tuple:
+    """The shape a reduction (lone or fused) reduces."""
+    if n.op == "fused":
+        kind, x = n.attrs["body"][-1][1][0]
+        return body_shapes(n)[x] if kind == "v" else n.inputs[x].shape
+    return n.inputs[0].shape
+
+
+def reduce_axes(n) -> tuple:
+    attrs = dict(n.attrs["body"][-1][2]) if n.op == "fused" else n.attrs
+    return normalize_axes(attrs["axes"], len(reduce_input_shape(n)))
+
+
+def reduce_op(n) -> str:
+    return n.attrs["body"][-1][0] if n.op == "fused" else n.op
 
 
 def body_shapes(n) -> list:
@@ -351,9 +369,12 @@ class _Builder:
             return [n.inputs[x] for k, x in n.attrs["body"][_head(n)][1] if k == "in"]
         return list(n.inputs)
 
-    def reads(self, n) -> list:
-        """(owner, at n's own element) for every buffer n reads."""
+    def reads(self, n, row_reduce=False) -> list:
+        """(owner, at n's own element) for every buffer n reads. row_reduce: n
+        is a reduction computed element by element of its input (in a softmax
+        kernel), whose map reads at the input's elements."""
         out = []
+        here = reduce_input_shape(n) if row_reduce else n.shape
 
         def add(v, at_point):
             if v.op == "const":
@@ -362,7 +383,7 @@ class _Builder:
                 if v.op != "count":
                     add(v.inputs[0], False)
                 return
-            out.append((self.owner(v), at_point and v not in self.alias and v.shape == n.shape))
+            out.append((self.owner(v), at_point and v not in self.alias and v.shape == here))
 
         r = role(n)
         if n.op == "fused":
@@ -371,8 +392,8 @@ class _Builder:
             for j, (op, args, _) in enumerate(body):
                 for k, x in args:
                     if k == "in":
-                        add(n.inputs[x], r in ("point", "gemm") and j != head)
-        elif r == "point" and REGISTRY[n.op].kind == "elementwise":
+                        add(n.inputs[x], (r in ("point", "gemm") or row_reduce) and j != head)
+        elif row_reduce or (r == "point" and REGISTRY[n.op].kind == "elementwise"):
             for v in n.inputs:
                 add(v, True)
         elif n.op != "count":
@@ -385,6 +406,8 @@ class _Builder:
         fam = role(n)
         k = _Kernel(fam, None if fam == "point" else n, [[n.shape, [n]]], {n: 0},
                     [(v, ident, 0) for v, ident in self.reads(n)], {})
+        if fam == "softmax":
+            k.phase[n] = 1
         name = self.s.writes.get(n)
         if name is not None:
             if any(self.storage(v) and v.attrs["name"] == name and not ident
@@ -396,6 +419,8 @@ class _Builder:
 
     def join(self, k: _Kernel, n) -> bool:
         """Add n to k if one thread can compute it from k's values (see module doc)."""
+        if k.family == "softmax":
+            return self.join_row(k, n)
         if role(n) != "point":
             return False
         if k.family != "point":
@@ -427,6 +452,53 @@ class _Builder:
         k.reads += [(v, ident, seg) for v, ident in reads]
         return True
 
+    def join_row(self, k: _Kernel, n) -> bool:
+        """Add n to a softmax kernel, a warp per row of the head's shape S:
+        phase 1 computes values of shape S element by element and sums or
+        maxes them along the row (row reductions, phase 1 too); then come
+        per-row values (shape S without its last axis, or with it as 1); then
+        phase 2 passes over the row again for values of shape S that read
+        per-row values (the cross-entropy gradient reads the row sums).
+        Nothing here writes a param or optimizer buffer."""
+        S = k.host.shape
+        row_shapes = (S[:-1], S[:-1] + (1,))
+        r = role(n)
+        if n in self.s.writes:
+            return False
+        if r == "reduce":
+            if reduce_input_shape(n) != S or reduce_axes(n) != (len(S) - 1,):
+                return False
+            level, reads = "reduce", self.reads(n, row_reduce=True)
+        elif r == "point" and n.shape == S:
+            level, reads = "elem", self.reads(n)
+        elif r == "point" and n.shape in row_shapes:
+            level, reads = "row", self.reads(n)
+        else:
+            return False
+        phase = 1
+        for v, ident in reads:
+            if self.storage(v) and v.attrs["name"] in k.writes:
+                return False
+            if v not in k.phase:
+                continue
+            at_row = k.phase[v] == "row"
+            if level == "row":
+                if not at_row:
+                    return False
+            elif at_row:
+                phase = 2                      # a per-row value, broadcast along the row
+            elif ident:
+                phase = max(phase, k.phase[v])
+            else:
+                return False
+        if level == "reduce" and phase != 1:
+            return False
+        k.phase[n] = "row" if level in ("row", "reduce") else phase
+        k.segs[0][1].append(n)
+        k.seg_of[n] = 0
+        k.reads += [(v, ident, 0) for v, ident in reads]
+        return True
+
     def kernels(self) -> list:
         out = []
         for n in self.order:
@@ -440,7 +512,7 @@ class _Builder:
         """Join n to one of the last kernels: the last that accepts it, moving
         it before the kernels after that one, which must not compute what it
         reads, write a param it reads, or read a param it writes."""
-        if role(n) != "point":
+        if role(n) not in ("point", "reduce"):
             return False
         reads = {v for v, _ in self.reads(n)}
         read_names = {v.attrs["name"] for v in reads if self.storage(v)}
@@ -945,23 +1017,73 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
         block = (tr, to, 1) if row_mode else (to, tr, 1)
         launch = Launch(name, "reduce", [], ("rows", outs, to), block)
         text = f"{name:<22} {op} of {c_size(count)} each, {c_size(outs)} outputs, block {block[:2]}"
-    else:   # softmax
+    else:   # softmax, with row reductions and per-row values (join_row)
         name = f"k{index:02d}_softmax"
         xshape = host.inputs[0].shape
         rows = size_of(xshape[:-1])
         cols = c_dim(xshape[-1])
         coords = decompose("row", xshape[:-1]) + ["col"]
         e.regs = {}
-        pin = Point(xshape, f"row * {cols} + col", coords)
-        load = e.at_point(host.inputs[0], pin)
+        load = e.at_point(host.inputs[0], Point(xshape, f"row * {cols} + col", coords))
         pt = Point(host.shape, "idx", coords)
-        e.regs = {host: f"v{host.id}"}
-        lines = [f"const int idx = row * {cols} + col;", f"const float v{host.id} = c;"]
-        lines += _store_host(e, k, host, pt) + e.epilogue(k, k.segs[0][1][1:], pt)
-        src = template("softmax").kernel(dict(name=name, params=e.param_list(), rows=c_size(rows),
-                                              cols=cols, load=load, epilogue="\n".join(lines)))
+        members = k.segs[0][1][1:]
+        elem1 = [m for m in members if k.phase[m] == 1]
+        elem2 = [m for m in members if k.phase[m] == 2]
+        reductions = [m for m in members if k.phase[m] == "row" and role(m) == "reduce"]
+        per_row = [m for m in members if k.phase[m] == "row" and role(m) == "point"]
+
+        def elements(stores: bool) -> list:
+            """The phase-1 values at (row, col): the head and its epilogue."""
+            e.regs = {host: f"v{host.id}"}
+            out = [f"const int idx = row * {cols} + col;", f"const float v{host.id} = c;"]
+            if stores:
+                out += _store_host(e, k, host, pt)
+            for m in elem1:
+                out += e.compute(m, pt) + (e.store(m, pt) if stores else [])
+            return out
+        lines = elements(stores=True)
+        inits, finish = [], []
+        for m in reductions:           # accumulated per lane in phase 1, then across the warp
+            is_max = reduce_op(m) == "max"
+            acc = f"r{m.id}"
+            combine = (lambda a, b: f"fmaxf({a}, {b})") if is_max else (lambda a, b: f"{a} + {b}")
+            if m.op == "fused":
+                body = m.attrs["body"]
+                lines += e.body(m, pt, range(len(body) - 1))
+                kind, x = body[-1][1][0]
+                val = f"v{m.id}_{x}" if kind == "v" else e.at_point(m.inputs[x], pt)
+            else:
+                val = e.at_point(m.inputs[0], pt)
+            lines.append(f"{acc} = {combine(acc, val)};")
+            inits.append(f"float {acc} = {'-INFINITY' if is_max else '0.f'};")
+            finish += ["#pragma unroll",
+                       "for (int s = 16; s > 0; s >>= 1) "
+                       f"{acc} = {combine(acc, f'__shfl_xor_sync(0xffffffffu, {acc}, s)')};",
+                       f"const float v{m.id} = {acc};"]
+        row_regs = {m: f"v{m.id}" for m in reductions}
+        e.regs = dict(row_regs)
+        stores = []
+        for m in reductions + per_row:
+            rp = Point(m.shape, "row", decompose("row", m.shape))
+            if m in per_row:
+                finish += e.compute(m, rp)
+            stores += e.store(m, rp)
+        row_regs = dict(e.regs)
+        if stores:
+            finish += ["if (lane == 0) {"] + ["  " + x for x in stores] + ["}"]
+        second = []
+        if elem2:                      # phase 2: the row again, with the per-row values
+            second = elements(stores=False)
+            e.regs.update(row_regs)
+            for m in elem2:
+                second += e.compute(m, pt) + e.store(m, pt)
+        src = template("softmax").kernel(dict(
+            name=name, params=e.param_list(), rows=c_size(rows), cols=cols, load=load,
+            epilogue="\n".join(lines), inits="\n".join(inits), finish="\n".join(finish),
+            second="\n".join(second)))
         launch = Launch(name, "softmax", [], ("rows", rows, 8), (256, 1, 1))
-        text = f"{name:<22} log_softmax of {c_size(rows)} rows of {cols}"
+        extra = f", {len(reductions)} row reductions" if reductions else ""
+        text = f"{name:<22} log_softmax of {c_size(rows)} rows of {cols}{extra}"
     launch.params = list(e.params)
     launch.written = [r for r, w in e.params.items() if w]
     launch.text = text
