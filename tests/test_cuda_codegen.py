@@ -273,3 +273,32 @@ def test_params_stay_on_the_device_until_read_and_host_writes_reach_it(sample):
     cpu.set_params({"p.bias": cpu.params["p.bias"] + 5})
     cpu.fit(epochs=1)
     np.testing.assert_allclose(p, cpu.params["p.bias"], rtol=1e-6)
+
+
+@needs_gxx
+def test_cli_run_with_device_cuda_on_an_emulated_gpu(sample, tmp_path, monkeypatch, capsys):
+    """`nncompile run --device cuda` end to end, the GPU emulated: it trains
+    on the device, writes the weights, and they equal the CPU run's."""
+    from nncompile import cli
+    from nncompile.backends import device
+    from nncompile.backends.cuda import launch
+    monkeypatch.setattr(device, "cuda_status", lambda: (True, ""))
+    monkeypatch.setattr(launch, "_DEVICE", cuda_emu.EmuDevice())
+    assert cli.main(["run", sample("xor"), "--device", "cuda", "--epochs", "3",
+                     "--out", str(tmp_path / "gpu")]) == 0
+    assert "(cuda, 3 epochs" in capsys.readouterr().out
+    assert cli.main(["run", sample("xor"), "--device", "cpu", "--epochs", "3",
+                     "--out", str(tmp_path / "cpu")]) == 0
+    with np.load(tmp_path / "gpu" / "xor.weights.npz") as g, \
+            np.load(tmp_path / "cpu" / "xor.weights.npz") as c:
+        for k in c.files:
+            np.testing.assert_allclose(g[k], c[k], rtol=1e-5, atol=1e-7)
+
+
+def test_explicit_cuda_without_a_gpu_is_a_clear_error(sample):
+    from nncompile.backends.device import DeviceError, cuda_status
+    if cuda_status()[0]:
+        pytest.skip("a GPU is present")
+    with pytest.raises(DeviceError, match="device cuda is not available") as e:
+        nncompile.compile(sample("xor"), device="cuda")
+    assert "pip install 'nncompile[cuda]'" in str(e.value)
