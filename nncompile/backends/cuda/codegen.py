@@ -27,7 +27,6 @@ generate(schedule) -> Plan.source, the text `nncompile emit --target cuda` print
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -688,6 +687,16 @@ class _Emit:
             lines.append(f"const float {name(j)} = {self.op_expr(op, attrs, atoms)};")
         return lines
 
+    def reduced(self, n, pt: Point) -> tuple:
+        """(lines, value): the element at pt of what reduction n reduces, its
+        fused chain evaluated there."""
+        if n.op != "fused":
+            return [], self.at_point(n.inputs[0], pt)
+        body = n.attrs["body"]
+        kind, x = body[-1][1][0]
+        lines = self.body(n, pt, range(len(body) - 1))
+        return lines, (f"v{n.id}_{x}" if kind == "v" else self.at_point(n.inputs[x], pt))
+
     def compute(self, n, pt: Point) -> list:
         """Lines computing point op n at pt into the register v<id>."""
         var = f"v{n.id}"
@@ -978,27 +987,13 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
                 f"batches={c_size(spec['sizes'][3])} tiles {'/'.join(tiles)}")
     elif k.family == "reduce":
         name = f"k{index:02d}_reduce"
-        if host.op == "fused":
-            body = host.attrs["body"]
-            op, args, attrs = body[-1]
-            attrs = dict(attrs)
-            xshape = body_shapes(host)[args[0][1]] if args[0][0] == "v" else \
-                host.inputs[args[0][1]].shape
-        else:
-            op, attrs, xshape = host.op, host.attrs, host.inputs[0].shape
-        axes = normalize_axes(attrs["axes"], len(xshape))
+        op, xshape, axes = reduce_op(host), reduce_input_shape(host), reduce_axes(host)
         kept = [d for i, d in enumerate(xshape) if i not in axes]
         red = [d for i, d in enumerate(xshape) if i in axes]
         ko, kr = iter(decompose("o", kept)), iter(decompose("r", red))
         coords = [next(kr) if i in axes else next(ko) for i in range(len(xshape))]
-        pin = Point(tuple(xshape), flat(coords, xshape), coords)
         e.regs = {}
-        if host.op == "fused":
-            load = e.body(host, pin, range(len(body) - 1))
-            kind, x = args[0]
-            val = f"v{host.id}_{x}" if kind == "v" else e.at_point(host.inputs[x], pin)
-        else:
-            load, val = [], e.at_point(host.inputs[0], pin)
+        load, val = e.reduced(host, Point(tuple(xshape), flat(coords, xshape), coords))
         load.append(f"const float val = {val};")
         pt = Point(host.shape, "o", decompose("o", host.shape))
         e.regs = {host: f"v{host.id}"}
@@ -1047,14 +1042,8 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
             is_max = reduce_op(m) == "max"
             acc = f"r{m.id}"
             combine = (lambda a, b: f"fmaxf({a}, {b})") if is_max else (lambda a, b: f"{a} + {b}")
-            if m.op == "fused":
-                body = m.attrs["body"]
-                lines += e.body(m, pt, range(len(body) - 1))
-                kind, x = body[-1][1][0]
-                val = f"v{m.id}_{x}" if kind == "v" else e.at_point(m.inputs[x], pt)
-            else:
-                val = e.at_point(m.inputs[0], pt)
-            lines.append(f"{acc} = {combine(acc, val)};")
+            more, val = e.reduced(m, pt)
+            lines += more + [f"{acc} = {combine(acc, val)};"]
             inits.append(f"float {acc} = {'-INFINITY' if is_max else '0.f'};")
             finish += ["#pragma unroll",
                        "for (int s = 16; s > 0; s >>= 1) "
