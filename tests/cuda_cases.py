@@ -81,6 +81,11 @@ def ops_graph() -> Graph:
     b.out("matmul", b.add("matmul", [x, w]))
     x, w = b.x("matmul_wide", (33,)), b.p("matmul_wide", (33, 520))   # the 128 tile too
     b.out("matmul_wide", b.add("matmul", [x, w]))
+    x, w1 = b.x("dense2", (33,)), b.p("dense2", (33, 70))    # bias gradients: column sums
+    b1 = b.leaf("param", "dense2.b1", (70,), "small")              # in the backward GEMM
+    w2 = b.leaf("param", "dense2.w2", (70, 9), "small")
+    h = b.add("relu", [b.add("add", [b.add("matmul", [x, w1]), b1])])
+    b.out("dense2", b.add("matmul", [h, w2]))
     x, w = b.x("matmul3", (3, 7)), b.p("matmul3", (7, 5))    # leading axes fold into M
     b.out("matmul3", b.add("matmul", [x, w]))
     x, w = b.x("bmm", (7, 5)), b.p("bmm", (3, 7))             # W [3,7] @ x[n] [7,5]: per example

@@ -7,6 +7,8 @@ GPU; test_cuda_gpu.py runs the same checks on a real one.
 Kernels are extern "C" functions; for each one a trampoline taking an array
 of argument pointers is generated from its parameter list, and emu_launch
 runs it over the grid. Built libraries are cached by a hash of their source.
+Every buffer sits between guard bands, checked after each launch: a kernel
+writing out of bounds fails there.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import weakref
 
 import numpy as np
 
@@ -61,16 +64,26 @@ def build(source: str) -> ctypes.CDLL:
     return ctypes.CDLL(lib)
 
 
+GUARD = 1024          # bytes of a known pattern around every buffer
+
+
 class _Buffer:
-    """Emulated device memory: a 256-byte aligned slice of a numpy array."""
+    """Emulated device memory: a 256-byte aligned slice of a numpy array,
+    between guard bands that no kernel may write."""
 
     def __init__(self, nbytes: int):
-        self.raw = np.zeros(nbytes + 256, np.uint8)
-        off = (-self.raw.ctypes.data) % 256
-        self.view = self.raw[off:off + nbytes]
+        self.raw = np.full(nbytes + 256 + 2 * GUARD, 0xA5, np.uint8)
+        self.start = GUARD + (-(self.raw.ctypes.data + GUARD)) % 256
+        self.nbytes = nbytes
+        self.view = self.raw[self.start:self.start + nbytes]
+        self.view[:] = 0
 
     def __int__(self):
         return self.view.ctypes.data
+
+    def intact(self) -> bool:
+        return bool(np.all(self.raw[:self.start] == 0xA5) and
+                    np.all(self.raw[self.start + self.nbytes:] == 0xA5))
 
 
 class _Module:
@@ -88,6 +101,7 @@ class EmuDevice:
         self.sms = sms
         self.graphs = graphs
         self.launches = 0
+        self.buffers = weakref.WeakSet()
 
     def module(self, source: str):
         return _Module(build(source))
@@ -99,7 +113,15 @@ class EmuDevice:
         return lib, ctypes.cast(tramp, ctypes.c_void_p).value
 
     def alloc(self, nbytes: int):
-        return _Buffer(max(int(nbytes), 4))
+        buf = _Buffer(max(int(nbytes), 4))
+        self.buffers.add(buf)
+        return buf
+
+    def check_guards(self, what):
+        broken = [b for b in self.buffers if not b.intact()]
+        if broken:
+            raise AssertionError(f"{what} wrote outside its buffers (sizes "
+                                 f"{[b.nbytes for b in broken]})")
 
     def pinned(self, shape, dtype=np.float32):
         return np.zeros(shape, dtype)
@@ -127,6 +149,7 @@ class EmuDevice:
         def call():
             self.launches += 1
             lib.emu_launch(tramp, argv, *grid, *block)
+            self.check_guards(f"a launch of grid {grid}, block {block}")
         call.keep = (values, argv)
         return call
 

@@ -138,8 +138,9 @@ optimizer = sgd(lr = 0.1) }
 
 def test_bias_activation_and_update_are_fused_into_the_gemms(sample):
     """digits_mlp: the forward GEMMs carry bias + relu, the backward GEMM the
-    relu derivative, the weight-gradient GEMMs the momentum and the param
-    update; the bias gradient's column sums carry the bias updates."""
+    relu derivative and the hidden bias's gradient (its column sums) with its
+    update, the weight-gradient GEMMs the momentum and the param update;
+    log_softmax, cross-entropy and its gradient are one kernel."""
     m = nncompile.compile(sample("digits_mlp"), device="cpu")
     plan = build(pipeline.program(m.graph, outputs=True, updates=True, cfg=m.train_config))
     kernels = [s for s in plan.steps if isinstance(s, Launch)]
@@ -152,8 +153,9 @@ def test_bias_activation_and_update_are_fused_into_the_gemms(sample):
     assert len(weight_gemms) == 1 and weight_gemms[0].family == "gemm"
     assert ("store", "h1.weight.velocity") in weight_gemms[0].written
     bias = [k for k in kernels if ("store", "h1.bias") in k.written]
-    assert [k.family for k in bias] == ["reduce"]
-    assert len(kernels) <= 12
+    assert [(k.family, k.column_sum) for k in bias] == [("gemm", True)]
+    assert [k.family for k in kernels].count("softmax") == 1
+    assert len(kernels) == 8
 
 
 def test_gemm_launch_uses_big_tiles_for_big_problems_and_splits_long_k():

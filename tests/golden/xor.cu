@@ -1,16 +1,15 @@
 // nncompile: CUDA for graph xor (generated; every kernel takes the batch size nb last)
 // feeds:   in0 = x f32[nb, 2], in1 = y f32[nb, 1]
 // storage: st0 = h.bias, st1 = h.weight, st2 = p.bias, st3 = p.weight
-// buffers: buf0 f32[(4 * nb)], buf1 f32[nb], buf2 f32[nb], buf3 f32[nb], buf4 f32[1], buf5 f32[(4 * nb)]
+// buffers: buf0 f32[(4 * nb)], buf1 f32[nb], buf2 f32[nb], buf3 f32[nb], buf4 f32[1], buf5 f32[1], buf6 f32[(4 * nb)]
 // launch plan, in order:
 //   k00_gemm               gemm M=nb N=4 K=2 batches=1 tiles t64
-//   k01_gemm               gemm M=nb N=1 K=4 batches=1 tiles t64
+//   k01_gemm               gemm M=nb N=1 K=4 batches=1 tiles t64, with its column sums
 //   k02_reduce             sum of nb each, 1 outputs, block (256, 1)
-//   k03_reduce             sum of nb each, 1 outputs, block (256, 1)
-//   k04_gemm               gemm M=nb N=4 K=1 batches=1 tiles t64
-//   k05_reduce             sum of nb each, 4 outputs, block (32, 32)
-//   k06_gemm               gemm M=2 N=4 K=nb batches=1 tiles t64
-//   k07_gemm               gemm M=4 N=1 K=nb batches=1 tiles t64
+//   k03_gemm               gemm M=nb N=4 K=1 batches=1 tiles t64, with its column sums
+//   k04_gemm               gemm M=2 N=4 K=nb batches=1 tiles t64
+//   k05_gemm               gemm M=4 N=1 K=nb batches=1 tiles t64
+//   k06_elementwise        grid flat(1)
 
 
 // ---- GEMM: tiled FP32 with register blocking --------------------------------
@@ -179,6 +178,39 @@ __device__ __forceinline__ bool gemm_splitk(float (&acc)[T::TM][T::TN], float* _
   return true;
 }
 
+// Column sums over all M rows, from each thread's sums over its TM rows (csum):
+// the block adds its 16 row groups in order and leaves the sums of its rows in
+// cws[tile row][N]; the last row tile of a column tile to finish (counted in
+// ccount) adds the tiles' sums in order, so the result does not depend on which
+// came last. Returns true there, with thread t's column n0 + t sum in total.
+template <class T>
+__device__ __forceinline__ bool gemm_colsum(const float (&csum)[T::TN], float* __restrict__ cws,
+                                            int* __restrict__ ccount, int N, int n0, float& total) {
+  __shared__ float part[T::BM / T::TM][T::BN];
+  __shared__ int last;
+  const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
+  const int t = threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < T::TN; ++j) part[ty][(j / 4) * (T::BN / T::TN) * 4 + tx * 4 + j % 4] = csum[j];
+  __syncthreads();
+  if (t < T::BN && n0 + t < N) {
+    float s = 0.f;
+    for (int y = 0; y < T::BM / T::TM; ++y) s += part[y][t];
+    cws[blockIdx.y * N + n0 + t] = s;
+  }
+  __threadfence();
+  __syncthreads();
+  if (t == 0) last = atomicAdd(&ccount[blockIdx.x], 1) == gridDim.y - 1;
+  __syncthreads();
+  if (!last) return false;
+  __threadfence();
+  total = 0.f;
+  if (t < T::BN && n0 + t < N)
+    for (int m = 0; m < gridDim.y; ++m) total += __ldcg(&cws[m * N + n0 + t]);
+  if (t == 0) ccount[blockIdx.x] = 0;
+  return true;
+}
+
 // %h = fused[gemm: matmul, add, tanh](%x, %h.weight, %h.bias)  ->  buf0
 extern "C" __global__ void __launch_bounds__(256, 2)
 k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const float* __restrict__ st0, float* __restrict__ buf0, float* __restrict__ ws, int* __restrict__ counters,
@@ -219,9 +251,10 @@ k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const
 // %p = fused[gemm: matmul, add, sigmoid](%h, %p.weight, %p.bias)  ->  buf1
 // %12 = sub(%p, %y)  ->  buf2
 // %30 = fused[elementwise: div, mul, mul, sub, mul, mul](%56, %12, %p)  ->  buf3
+// %31 = sum(%30)  ->  buf4
 extern "C" __global__ void __launch_bounds__(256, 2)
-k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, const float* __restrict__ st2, float* __restrict__ buf1, const float* __restrict__ in1, float* __restrict__ buf2, float* __restrict__ buf3, float* __restrict__ ws, int* __restrict__ counters,
-    int nb, int splits, int kchunk)
+k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, const float* __restrict__ st2, float* __restrict__ buf1, const float* __restrict__ in1, float* __restrict__ buf2, float* __restrict__ buf3, float* __restrict__ buf4, float* __restrict__ ws, int* __restrict__ counters,
+    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk)
 {
   typedef Tile64 T;
   const int M = nb, N = 1, K = 4;
@@ -237,6 +270,9 @@ k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, cons
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
+  float csum[T::TN];
+#pragma unroll
+  for (int j = 0; j < T::TN; ++j) csum[j] = 0.f;
 #pragma unroll
   for (int i = 0; i < T::TM; ++i) {
     const int row = m0 + (i / 4) * (T::BM / T::TM) * 4 + ty * 4 + i % 4;
@@ -259,15 +295,23 @@ k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, cons
         const float v30_4 = (v11 * v30_3);
         const float v30 = (v30_2 * v30_4);
         buf3[idx] = v30;
+        csum[j] += v30;
       }
     }
+  }
+  float colsum;
+  if (gemm_colsum<T>(csum, cws, ccount, N, n0, colsum) && threadIdx.x < T::BN &&
+      n0 + (int)threadIdx.x < N) {
+    const int cidx = n0 + threadIdx.x;
+    const float v31 = colsum;
+    buf4[cidx] = v31;
   }
 }
 
 // %14 = fused[reduce: square, sum](%12)  ->  registers
-// %loss = div(%14, %56)  ->  buf4
+// %loss = div(%14, %56)  ->  buf5
 extern "C" __global__ void __launch_bounds__(256)
-k02_reduce(const float* __restrict__ buf2, float* __restrict__ buf4, int nb)
+k02_reduce(const float* __restrict__ buf2, float* __restrict__ buf5, int nb)
 {
   __shared__ float part[256][1];
   const int lane_r = threadIdx.x, lane_o = threadIdx.y;
@@ -292,46 +336,16 @@ k02_reduce(const float* __restrict__ buf2, float* __restrict__ buf4, int nb)
     const float c = part[0][lane_o];
     const float v14 = c;
     const float v16 = (v14 / ((float)nb));
-    buf4[o] = v16;
+    buf5[o] = v16;
   }
 }
 
-// %31 = sum(%30)  ->  registers
-// %53 = fused[elementwise: mul, sub](%31, %p.bias)  ->  st2
-extern "C" __global__ void __launch_bounds__(256)
-k03_reduce(const float* __restrict__ buf3, float* __restrict__ st2, int nb)
-{
-  __shared__ float part[256][1];
-  const int lane_r = threadIdx.x, lane_o = threadIdx.y;
-  const int o = blockIdx.x * 1 + lane_o;
-  const int outs = 1, count = nb;
-  float acc = 0.f;
-  if (o < outs) {
-    for (int r = lane_r; r < count; r += 256) {
-      const float val = buf3[r];
-      acc = acc + val;
-    }
-  }
-  part[lane_r][lane_o] = acc;
-  __syncthreads();
-#pragma unroll
-  for (int s = 128; s > 0; s >>= 1) {
-    if (lane_r < s) part[lane_r][lane_o] = part[lane_r][lane_o] + part[lane_r + s][lane_o];
-    __syncthreads();
-  }
-  if (lane_r == 0 && o < outs) {
-    const float c = part[0][lane_o];
-    const float v31 = c;
-    const float v53_0 = (v31 * 0.5f);
-    const float v53 = (st2[o] - v53_0);
-    st2[o] = v53;
-  }
-}
-
-// %39 = fused[gemm: matmul, square, sub, mul](%30, %p.weight, %h)  ->  buf5
+// %39 = fused[gemm: matmul, square, sub, mul](%30, %p.weight, %h)  ->  buf6
+// %40 = sum(%39)  ->  registers
+// %49 = fused[elementwise: mul, sub](%40, %h.bias)  ->  st0
 extern "C" __global__ void __launch_bounds__(256, 2)
-k04_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, const float* __restrict__ buf0, float* __restrict__ buf5, float* __restrict__ ws, int* __restrict__ counters,
-    int nb, int splits, int kchunk)
+k03_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, const float* __restrict__ buf0, float* __restrict__ buf6, float* __restrict__ st0, float* __restrict__ ws, int* __restrict__ counters,
+    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk)
 {
   typedef Tile64 T;
   const int M = nb, N = 4, K = 1;
@@ -347,6 +361,9 @@ k04_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, cons
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
+  float csum[T::TN];
+#pragma unroll
+  for (int j = 0; j < T::TN; ++j) csum[j] = 0.f;
 #pragma unroll
   for (int i = 0; i < T::TM; ++i) {
     const int row = m0 + (i / 4) * (T::BM / T::TM) * 4 + ty * 4 + i % 4;
@@ -360,47 +377,25 @@ k04_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, cons
         const float v39_1 = (buf0[idx]*buf0[idx]);
         const float v39_2 = (1.f - v39_1);
         const float v39 = (v39_0 * v39_2);
-        buf5[idx] = v39;
+        buf6[idx] = v39;
+        csum[j] += v39;
       }
     }
   }
-}
-
-// %40 = sum(%39)  ->  registers
-// %49 = fused[elementwise: mul, sub](%40, %h.bias)  ->  st0
-extern "C" __global__ void __launch_bounds__(1024)
-k05_reduce(const float* __restrict__ buf5, float* __restrict__ st0, int nb)
-{
-  __shared__ float part[32][32];
-  const int lane_r = threadIdx.y, lane_o = threadIdx.x;
-  const int o = blockIdx.x * 32 + lane_o;
-  const int outs = 4, count = nb;
-  float acc = 0.f;
-  if (o < outs) {
-    for (int r = lane_r; r < count; r += 32) {
-      const float val = buf5[r * 4 + o];
-      acc = acc + val;
-    }
-  }
-  part[lane_r][lane_o] = acc;
-  __syncthreads();
-#pragma unroll
-  for (int s = 16; s > 0; s >>= 1) {
-    if (lane_r < s) part[lane_r][lane_o] = part[lane_r][lane_o] + part[lane_r + s][lane_o];
-    __syncthreads();
-  }
-  if (lane_r == 0 && o < outs) {
-    const float c = part[0][lane_o];
-    const float v40 = c;
+  float colsum;
+  if (gemm_colsum<T>(csum, cws, ccount, N, n0, colsum) && threadIdx.x < T::BN &&
+      n0 + (int)threadIdx.x < N) {
+    const int cidx = n0 + threadIdx.x;
+    const float v40 = colsum;
     const float v49_0 = (v40 * 0.5f);
-    const float v49 = (st0[o] - v49_0);
-    st0[o] = v49;
+    const float v49 = (st0[cidx] - v49_0);
+    st0[cidx] = v49;
   }
 }
 
 // %47 = fused[gemm: matmul, mul, sub](%x, %39, %h.weight)  ->  st1
 extern "C" __global__ void __launch_bounds__(256, 2)
-k06_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf5, float* __restrict__ st1, float* __restrict__ ws, int* __restrict__ counters,
+k04_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf6, float* __restrict__ st1, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
   typedef Tile64 T;
@@ -409,7 +404,7 @@ k06_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf5, floa
   const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<false, false> a = {in0, 2};
-  const MatrixOperand<false, true> b = {buf5, 4};
+  const MatrixOperand<false, true> b = {buf6, 4};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
@@ -437,7 +432,7 @@ k06_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf5, floa
 
 // %51 = fused[gemm: matmul, mul, sub](%h, %30, %p.weight)  ->  st3
 extern "C" __global__ void __launch_bounds__(256, 2)
-k07_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ buf3, float* __restrict__ st3, float* __restrict__ ws, int* __restrict__ counters,
+k05_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ buf3, float* __restrict__ st3, float* __restrict__ ws, int* __restrict__ counters,
     int nb, int splits, int kchunk)
 {
   typedef Tile64 T;
@@ -469,5 +464,18 @@ k07_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ buf3, flo
         st3[idx] = v51;
       }
     }
+  }
+}
+
+// %53 = fused[elementwise: mul, sub](%31, %p.bias)  ->  st2
+extern "C" __global__ void __launch_bounds__(256)
+k06_elementwise(const float* __restrict__ buf4, float* __restrict__ st2, int nb)
+{
+  const int total = 1;
+  for (int i = blockIdx.x * 256 + threadIdx.x; i < total; i += gridDim.x * 256) {
+    const int idx = i;
+    const float v53_0 = (buf4[idx] * 0.5f);
+    const float v53 = (st2[idx] - v53_0);
+    st2[idx] = v53;
   }
 }

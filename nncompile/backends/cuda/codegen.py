@@ -180,6 +180,7 @@ class Launch:
     written: list = field(default_factory=list)   # the refs among params it writes
     op: str = ""          # gemm: the head op (matmul, conv2d, ...) and its transposes
     trans: tuple = (False, False)
+    column_sum: bool = False   # gemm: sums its rows too; then takes cws and ccount
 
 
 @dataclass
@@ -420,12 +421,14 @@ class _Builder:
         """Add n to k if one thread can compute it from k's values (see module doc)."""
         if k.family == "softmax":
             return self.join_row(k, n)
+        if k.family == "gemm" and role(n) == "reduce":
+            return self.join_column_sum(k, n)
         if role(n) != "point":
             return False
         if k.family != "point":
-            if n.shape != k.host.shape:
+            seg = next((i for i, (shape, _) in enumerate(k.segs) if shape == n.shape), None)
+            if seg is None:
                 return False
-            seg = 0
         else:
             seg = next((i for i, (shape, _) in enumerate(k.segs) if shape == n.shape), None)
             if seg is None:
@@ -449,6 +452,26 @@ class _Builder:
         k.segs[seg][1].append(n)
         k.seg_of[n] = seg
         k.reads += [(v, ident, seg) for v, ident in reads]
+        return True
+
+    def join_column_sum(self, k: _Kernel, n) -> bool:
+        """Add to a GEMM kernel the sum over its rows of a value it computes
+        (the bias gradient of the layer whose input gradient it is): segment
+        1 holds that sum and the values of its shape (the bias update)."""
+        S = k.host.shape
+        if len(k.segs) > 1 or len(S) != 2 or reduce_op(n) != "sum" or \
+                reduce_input_shape(n) != S or reduce_axes(n) != (0,) or n.shape == S or \
+                n in self.s.writes:
+            return False
+        reads = self.reads(n, row_reduce=True)
+        for v, ident in reads:
+            if v in k.seg_of and not (ident and k.seg_of[v] == 0):
+                return False
+            if self.storage(v) and v.attrs["name"] in k.writes:
+                return False
+        k.segs.append([n.shape, [n]])
+        k.seg_of[n] = 1
+        k.reads += [(v, ident, 0) for v, ident in reads]
         return True
 
     def join_row(self, k: _Kernel, n) -> bool:
@@ -973,18 +996,29 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
             e.regs[host] = f"v{host.id}"
         lines += _store_host(e, k, host, pt)
         lines += e.epilogue(k, k.segs[0][1][1:], pt)
+        column = ""
+        if len(k.segs) > 1:            # a sum over the rows, and what follows it
+            total, *after = k.segs[1][1]
+            more, val = e.reduced(total, pt)
+            lines += more + [f"csum[j] += {val};"]
+            cp = Point(total.shape, "cidx", decompose("cidx", total.shape))
+            e.regs = {total: f"v{total.id}"}
+            column = "\n".join([f"const float v{total.id} = colsum;"] + e.store(total, cp) +
+                               e.epilogue(k, after, cp))
         tiles = gemm_tiles(spec["sizes"])
         params = e.param_list()
         lib = template("gemm")
         src = spec["structs"] + "".join(
             lib.kernel(dict(name=name, params=params, M=spec["M"], N=spec["N"], K=spec["K"],
                             a_type=spec["a_type"], a_init=spec["a_init"], b_type=spec["b_type"],
-                            b_init=spec["b_init"], epilogue="\n".join(lines)), t) + "\n"
+                            b_init=spec["b_init"], epilogue="\n".join(lines), column=column),
+                       t) + "\n"
             for t in tiles)
         launch = Launch(name, "gemm", [], ("gemm",) + spec["sizes"], (256, 1, 1), tiles,
-                        op=spec["op"], trans=spec["trans"])
+                        op=spec["op"], trans=spec["trans"], column_sum=bool(column))
         text = (f"{name:<22} gemm M={spec['M']} N={spec['N']} K={spec['K']} "
-                f"batches={c_size(spec['sizes'][3])} tiles {'/'.join(tiles)}")
+                f"batches={c_size(spec['sizes'][3])} tiles {'/'.join(tiles)}"
+                + (", with its column sums" if column else ""))
     elif k.family == "reduce":
         name = f"k{index:02d}_reduce"
         op, xshape, axes = reduce_op(host), reduce_input_shape(host), reduce_axes(host)

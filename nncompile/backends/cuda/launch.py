@@ -261,6 +261,13 @@ class _Bound:
         tiles = max([r[5] for _, r in launches], default=0)
         self.ws, self.counters = d.alloc(FLOAT * max(ws, 1)), d.alloc(4 * max(tiles, 1))
         d.zero(self.counters, 4 * max(tiles, 1))
+        # column sums in GEMM epilogues: [row tiles, N] partial sums, a counter per column tile
+        sums = [(grid[1] * py_size(s.grid[2], batch), grid[0])
+                for s, (_, grid, *_) in launches if s.column_sum]
+        cws = max([a for a, _ in sums], default=1)
+        ccount = max([b for _, b in sums], default=1)
+        self.cws, self.ccount = d.alloc(FLOAT * cws), d.alloc(4 * ccount)
+        d.zero(self.ccount, 4 * ccount)
         self.calls = []
         resolved = dict((id(s), r) for s, r in launches)
         for s in plan.steps:
@@ -269,6 +276,8 @@ class _Bound:
                 args = [("p", self.ptr(r)) for r in s.params]
                 if s.family == "gemm":
                     args += [("p", self.ws), ("p", self.counters)]
+                    if s.column_sum:
+                        args += [("p", self.cws), ("p", self.ccount)]
                 args += [("i", x) for x in ints]
                 self.calls.append(d.prepare(prog.function(fname), grid, block, args))
             else:
