@@ -108,6 +108,9 @@ def ops_graph() -> Graph:
     top = b.add("max", [ls], {"axes": (1,), "keepdims": True})      # and a second pass
     b.out("softmax_rows", b.add("sub", [ls, top]))
     b.out("softmax_rowsum", b.add("neg", [b.add("sum", [ls], {"axes": (1,), "keepdims": False})]))
+    b.out("softmax_colsum", b.add("sum", [ls], {"axes": (0,), "keepdims": False}))   # sums over
+    shifted = b.add("sub", [ls, top])                                                # all rows
+    b.out("softmax_colsum2", b.add("sum", [shifted], {"axes": (0,), "keepdims": True}))
     x, p = b.x("reshape", (7, 3)), b.p("reshape", (7, 3))
     b.out("reshape", b.add("reshape", [b.add("add", [x, p])], {"shape": (N, 21)}))
     for case, f, s, pad in (("conv", 3, 1, 1), ("conv_s2", 4, 2, 0)):

@@ -181,6 +181,7 @@ class Launch:
     op: str = ""          # gemm: the head op (matmul, conv2d, ...) and its transposes
     trans: tuple = (False, False)
     column_sum: bool = False   # gemm: sums its rows too; then takes cws and ccount
+    grid_sums: int = 0    # softmax: floats per block of sums over rows; then takes gws, gcount
 
 
 @dataclass
@@ -266,7 +267,8 @@ class _Kernel:
     reads: list                   # (owner Node, at its own element, segment)
     writes: dict                  # storage name -> Node
     copy_out: str | None = None   # the head writes a slot; then this storage gets a copy
-    phase: dict = field(default_factory=dict)   # softmax kernels: Node -> 1, "row" or 2
+    phase: dict = field(default_factory=dict)   # softmax kernels: Node -> 1, 2, "row", "grid"
+    grid_phase: dict = field(default_factory=dict)   # a sum over rows -> where it is fed
 
 
 def _head(n) -> int:
@@ -481,45 +483,81 @@ class _Builder:
         per-row values (shape S without its last axis, or with it as 1); then
         phase 2 passes over the row again for values of shape S that read
         per-row values (the cross-entropy gradient reads the row sums).
-        Nothing here writes a param or optimizer buffer."""
+        Last, sums over all rows (the loss's batch mean, the bias gradient of
+        the logits) of an [N, C] value or of a per-row value: each block adds
+        its rows, the last block adds the blocks (segments 1, 2, ...); values
+        of their shapes follow (the mean's division, the bias update), and
+        only these may write a param or optimizer buffer, at their element."""
         S = k.host.shape
         row_shapes = (S[:-1], S[:-1] + (1,))
+        grid_shapes = {shape: i for i, (shape, _) in enumerate(k.segs) if i > 0}
         r = role(n)
-        if n in self.s.writes:
-            return False
-        if r == "reduce":
-            if reduce_input_shape(n) != S or reduce_axes(n) != (len(S) - 1,):
-                return False
+        name = self.s.writes.get(n)
+        if r == "reduce" and reduce_input_shape(n) == S and reduce_axes(n) == (len(S) - 1,):
             level, reads = "reduce", self.reads(n, row_reduce=True)
+        elif r == "reduce" and reduce_op(n) == "sum" and S[0] == N and len(k.segs) <= 4 and \
+                n.shape not in row_shapes and n.shape != S and n.shape not in grid_shapes and (
+                    (len(S) == 2 and S[1] != N and self.grid_width(k) + S[1] <= 1024 and
+                     reduce_input_shape(n) == S and reduce_axes(n) == (0,)) or
+                    (reduce_input_shape(n) in row_shapes and
+                     reduce_axes(n) == tuple(range(len(reduce_input_shape(n)))))):
+            level, reads = "grid", self.reads(n, row_reduce=True)
         elif r == "point" and n.shape == S:
             level, reads = "elem", self.reads(n)
         elif r == "point" and n.shape in row_shapes:
             level, reads = "row", self.reads(n)
+        elif r == "point" and n.shape in grid_shapes:
+            level, reads = "after", self.reads(n)
         else:
             return False
+        if name is not None and level != "after":
+            return False
+        seg = grid_shapes.get(n.shape, len(k.segs)) if level in ("grid", "after") else 0
+        per_row = level == "row" or (level == "grid" and reduce_input_shape(n) != S)
         phase = 1
         for v, ident in reads:
             if self.storage(v) and v.attrs["name"] in k.writes:
                 return False
             if v not in k.phase:
                 continue
-            at_row = k.phase[v] == "row"
-            if level == "row":
-                if not at_row:
-                    return False
-            elif at_row:
-                phase = 2                      # a per-row value, broadcast along the row
-            elif ident:
-                phase = max(phase, k.phase[v])
-            else:
+            at = k.phase[v]
+            if level == "after":
+                ok = ident and k.seg_of[v] == seg
+            elif per_row:                  # a value per row reads per-row values
+                ok = at == "row"
+            elif at == "row":              # an element reads its row's value: phase 2
+                ok, phase = True, 2
+            elif at == "grid":
+                ok = False
+            else:                          # an element reads an element at its place
+                ok, phase = ident, max(phase, at)
+            if not ok:
                 return False
         if level == "reduce" and phase != 1:
             return False
-        k.phase[n] = "row" if level in ("row", "reduce") else phase
-        k.segs[0][1].append(n)
-        k.seg_of[n] = 0
-        k.reads += [(v, ident, 0) for v, ident in reads]
+        if name is not None:
+            for v, ident, sg in k.reads + [(v, i, seg) for v, i in reads]:
+                if self.storage(v) and v.attrs["name"] == name and not (ident and sg == seg):
+                    return False
+            k.writes[name] = n
+        if level == "grid":
+            k.phase[n] = "grid"
+            k.grid_phase[n] = phase if reduce_input_shape(n) == S else "row"
+            k.segs.append([n.shape, [n]])
+        elif level == "after":
+            k.phase[n] = "grid"
+            k.segs[seg][1].append(n)
+        else:
+            k.phase[n] = "row" if level in ("row", "reduce") else phase
+            k.segs[0][1].append(n)
+        k.seg_of[n] = seg
+        k.reads += [(v, ident, 0 if level == "grid" else seg) for v, ident in reads]
         return True
+
+    def grid_width(self, k: _Kernel) -> int:
+        """Floats per row of a block's shared sums over rows (at most 1024: 32 KB)."""
+        return sum(1 if p == "row" else int(reduce_input_shape(m)[1])
+                   for m, p in k.grid_phase.items())
 
     def kernels(self) -> list:
         out = []
@@ -1046,7 +1084,7 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
         block = (tr, to, 1) if row_mode else (to, tr, 1)
         launch = Launch(name, "reduce", [], ("rows", outs, to), block)
         text = f"{name:<22} {op} of {c_size(count)} each, {c_size(outs)} outputs, block {block[:2]}"
-    else:   # softmax, with row reductions and per-row values (join_row)
+    else:   # softmax, with row reductions, per-row values and sums over rows (join_row)
         name = f"k{index:02d}_softmax"
         xshape = host.inputs[0].shape
         rows = size_of(xshape[:-1])
@@ -1060,6 +1098,20 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
         elem2 = [m for m in members if k.phase[m] == 2]
         reductions = [m for m in members if k.phase[m] == "row" and role(m) == "reduce"]
         per_row = [m for m in members if k.phase[m] == "row" and role(m) == "point"]
+        sums = [seg[1][0] for seg in k.segs[1:]]          # sums over all rows
+
+        def feed_sums(where) -> list:
+            """Each element's (or row's) share of the sums over rows."""
+            out = []
+            for m in sums:
+                if k.grid_phase[m] == where:
+                    more, val = e.reduced(m, pt if where != "row" else
+                                          Point(reduce_input_shape(m), "row",
+                                                decompose("row", reduce_input_shape(m))))
+                    slot = f"g{m.id}[warp][col]" if where != "row" else f"g{m.id}[warp]"
+                    out += more + ([f"{slot} = {val};"] if where != "row" else
+                                   [f"if (lane == 0) {slot} = {val};"])
+            return out
 
         def elements(stores: bool) -> list:
             """The phase-1 values at (row, col): the head and its epilogue."""
@@ -1083,6 +1135,7 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
                        "for (int s = 16; s > 0; s >>= 1) "
                        f"{acc} = {combine(acc, f'__shfl_xor_sync(0xffffffffu, {acc}, s)')};",
                        f"const float v{m.id} = {acc};"]
+        lines += feed_sums(1)
         row_regs = {m: f"v{m.id}" for m in reductions}
         e.regs = dict(row_regs)
         stores = []
@@ -1091,21 +1144,65 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
             if m in per_row:
                 finish += e.compute(m, rp)
             stores += e.store(m, rp)
-        row_regs = dict(e.regs)
         if stores:
             finish += ["if (lane == 0) {"] + ["  " + x for x in stores] + ["}"]
+        finish += feed_sums("row")
+        row_regs = dict(e.regs)
         second = []
-        if elem2:                      # phase 2: the row again, with the per-row values
+        if elem2 or any(k.grid_phase[m] == 2 for m in sums):   # the row again, with its values
             second = elements(stores=False)
             e.regs.update(row_regs)
             for m in elem2:
                 second += e.compute(m, pt) + e.store(m, pt)
+            second += feed_sums(2)
+        grid = []
+        offset = []                    # where each sum's block partials start in gws
+        for m in sums:
+            width = c_dim(reduce_input_shape(m)[1]) if k.grid_phase[m] != "row" else "1"
+            rank = len(m.shape)
+            if k.grid_phase[m] == "row":
+                shared = f"__shared__ float g{m.id}[8];"
+                partial = [f"if (threadIdx.x == 0) {{",
+                           f"  float s = 0.f;",
+                           f"  for (int w = 0; w < 8; ++w) s += g{m.id}[w];",
+                           f"  gws[{' + '.join(offset) or '0'} + blockIdx.x] = s;", "}"]
+                e.regs = {m: f"v{m.id}"}
+                gp = Point(m.shape, "0", ["0"] * rank)
+                final = ["if (threadIdx.x == 0) {", "  float total = 0.f;",
+                         f"  for (int b = 0; b < gridDim.x; ++b) "
+                         f"total += __ldcg(&gws[{' + '.join(offset) or '0'} + b]);",
+                         f"  const float v{m.id} = total;"]
+                final += ["  " + x for x in e.store(m, gp) + e.epilogue(k, k.segs[k.seg_of[m]][1][1:],
+                                                                         gp)] + ["}"]
+            else:
+                shared = f"__shared__ float g{m.id}[8][{width}];"
+                base = " + ".join(offset) or "0"
+                partial = [f"for (int gc = threadIdx.x; gc < {width}; gc += 256) {{",
+                           f"  float s = 0.f;",
+                           f"  for (int w = 0; w < 8; ++w) s += g{m.id}[w][gc];",
+                           f"  gws[{base} + blockIdx.x * {width} + gc] = s;", "}"]
+                e.regs = {m: f"v{m.id}"}
+                gp = Point(m.shape, "gc", decompose("gc", m.shape))
+                final = [f"for (int gc = threadIdx.x; gc < {width}; gc += 256) {{",
+                         "  float total = 0.f;",
+                         f"  for (int b = 0; b < gridDim.x; ++b) "
+                         f"total += __ldcg(&gws[{base} + b * {width} + gc]);",
+                         f"  const float v{m.id} = total;"]
+                final += ["  " + x for x in e.store(m, gp) + e.epilogue(k, k.segs[k.seg_of[m]][1][1:],
+                                                                         gp)] + ["}"]
+            offset.append(f"gridDim.x * {width}" if width != "1" else "gridDim.x")
+            grid.append(dict(shared=shared, partial="\n".join(partial), final="\n".join(final),
+                             dead=(f"for (int col = lane; col < {width}; col += 32) "
+                                   f"g{m.id}[warp][col] = 0.f;" if k.grid_phase[m] != "row"
+                                   else f"if (lane == 0) g{m.id}[warp] = 0.f;")))
         src = template("softmax").kernel(dict(
             name=name, params=e.param_list(), rows=c_size(rows), cols=cols, load=load,
             epilogue="\n".join(lines), inits="\n".join(inits), finish="\n".join(finish),
-            second="\n".join(second)))
-        launch = Launch(name, "softmax", [], ("rows", rows, 8), (256, 1, 1))
+            second="\n".join(second), grid=grid))
+        launch = Launch(name, "softmax", [], ("rows", rows, 8), (256, 1, 1),
+                        grid_sums=b.grid_width(k))
         extra = f", {len(reductions)} row reductions" if reductions else ""
+        extra += f", {len(sums)} sums over rows" if sums else ""
         text = f"{name:<22} log_softmax of {c_size(rows)} rows of {cols}{extra}"
     launch.params = list(e.params)
     launch.written = [r for r, w in e.params.items() if w]

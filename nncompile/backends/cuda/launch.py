@@ -268,6 +268,10 @@ class _Bound:
         ccount = max([b for _, b in sums], default=1)
         self.cws, self.ccount = d.alloc(FLOAT * cws), d.alloc(4 * ccount)
         d.zero(self.ccount, 4 * ccount)
+        # sums over all rows in softmax kernels: a partial per block, one counter
+        gws = max([grid[0] * s.grid_sums for s, (_, grid, *_) in launches], default=1)
+        self.gws, self.gcount = d.alloc(FLOAT * max(gws, 1)), d.alloc(4)
+        d.zero(self.gcount, 4)
         self.calls = []
         resolved = dict((id(s), r) for s, r in launches)
         for s in plan.steps:
@@ -278,6 +282,8 @@ class _Bound:
                     args += [("p", self.ws), ("p", self.counters)]
                     if s.column_sum:
                         args += [("p", self.cws), ("p", self.ccount)]
+                if s.grid_sums:
+                    args += [("p", self.gws), ("p", self.gcount)]
                 args += [("i", x) for x in ints]
                 self.calls.append(d.prepare(prog.function(fname), grid, block, args))
             else:
