@@ -111,8 +111,9 @@ def _leaky(x, a):
 
 
 def _leaky_into(out, ins, a):
-    np.multiply(ins[0], a["slope"], out=out)
-    np.maximum(ins[0], out, out=out) if a["slope"] <= 1 else np.minimum(ins[0], out, out=out)
+    # out may be the input itself: read x twice before writing
+    pick = np.maximum if a["slope"] <= 1 else np.minimum
+    pick(ins[0], ins[0] * a["slope"], out=out)
 
 
 def _leaky_vjp(b, n, g):
