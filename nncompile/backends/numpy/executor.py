@@ -42,13 +42,20 @@ class _Bound:
             elif n.op == "const":
                 self.value[n] = _scalar(n.attrs["value"])
         for n in s.order:
-            self.value[n] = program.storage[s.writes[n]] if n in s.writes else slots[s.slot[n]]
+            if n.op == "count":    # fixed for a batch size: its own buffer, filled once
+                self.value[n] = np.zeros((), DTYPE)
+            else:
+                self.value[n] = program.storage[s.writes[n]] if n in s.writes else \
+                    slots[s.slot[n]]
         self.scratch = {}
         self.calls = []
         for n in s.order:
             out, ins = self.value[n], [self.value[i] for i in n.inputs]
             if n.op == "fused":
                 self.calls += self._fused(n, out, ins, batch)
+            elif n.op == "count":
+                for call in self._bind(n.op, out, ins, n.attrs):
+                    call()
             elif n.op == "random":
                 self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
                                           n.attrs["rate"]))
