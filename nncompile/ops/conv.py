@@ -321,8 +321,9 @@ def _winners(x, attrs, shape):
     calls = [partial(np.copyto, best, taps[0])] + \
         [partial(np.maximum, best, t, out=best) for t in taps[1:]] + [partial(free.fill, True)]
     for tap, hit in zip(taps, hits[:-1]):
-        calls += [partial(np.equal, tap, best, out=hit), partial(np.logical_and, hit, free, out=hit),
-                  partial(np.greater, free, hit, out=free)]
+        calls += [partial(np.equal, tap, best, out=hit),
+                  partial(np.logical_and, hit, free, out=hit),
+                  partial(np.greater, free, hit, out=free)]      # free and not hit
     return calls, hits
 
 
