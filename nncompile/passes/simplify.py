@@ -2,7 +2,7 @@
 
 After: no elementwise node has only constant inputs; no elementwise op reads
 a scalar broadcast (it broadcasts the scalar itself); a count reads a leaf
-or a value before any reduction; a sum of a sum read nowhere else is one sum; x+0, x-0, x*1, x/1,
+or a value before any reduction; x+0, x-0, x*1, x/1,
 --x, transpose(transpose(x)), sums over no axis and no-op broadcasts are gone;
 x/c is x*(1/c); a count over axes without the batch axis is a constant.
 Replaced nodes stay in the list, unused, for dce to drop.
@@ -31,9 +31,6 @@ def rewrite(g: Graph, rule) -> int:
     return len(mapping)
 
 
-g_users = {}    # node -> its readers, refreshed before each round of rewrites
-
-
 def _c(n):
     return n.attrs["value"] if n.op == "const" else None
 
@@ -50,12 +47,6 @@ def _rule(g: Graph, n):
             and min(ins[0].attrs["axes"]) > max(n.attrs["axes"]):
         # the axes counted come before every reduced axis, so they are the same axes
         return g.add("count", [ins[0].inputs[0]], n.attrs, n.span)
-    if n.op == "sum" and ins[0].op == "sum" and not n.attrs["keepdims"] \
-            and not ins[0].attrs["keepdims"] and len(g_users.get(ins[0], ())) == 1:
-        # sum(sum(x, A), B) = sum(x, A + B), B mapped back to x's axes
-        kept = [a for a in range(len(ins[0].inputs[0].shape)) if a not in ins[0].attrs["axes"]]
-        axes = tuple(sorted(set(ins[0].attrs["axes"]) | {kept[b] for b in n.attrs["axes"]}))
-        return g.add("sum", [ins[0].inputs[0]], {"axes": axes, "keepdims": False}, n.span)
     if n.op == "count" and REGISTRY[ins[0].op].kind == "elementwise":
         same = sorted((i for i in ins[0].inputs if i.shape == ins[0].shape),
                       key=lambda i: REGISTRY[i.op].kind != "leaf")
@@ -104,10 +95,6 @@ def simplify(graph: Graph) -> Graph:
     """See the module docstring for what holds after."""
     g = graph.copy()
     for _ in range(10):          # rules expose each other; a few rounds reach the fixpoint
-        g_users.clear()
-        g_users.update(g.users())
-        for r in g.roots():     # a role's value counts as a use
-            g_users.setdefault(r, []).append(None)
         changed = rewrite(g, _rule)
         g = dce(g)
         if not changed:
