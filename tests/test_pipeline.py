@@ -11,6 +11,7 @@ import nncompile
 from nncompile.check import gradient_check, random_batch
 from nncompile.ir.evaluate import evaluate
 from nncompile.passes import pipeline
+from nncompile.passes.mode import training_mode
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 SAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "samples", "*.nn")))
@@ -49,20 +50,25 @@ def test_whole_model_gradients_match_finite_differences(path):
 @pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
 def test_numpy_backend_step_matches_the_reference(path):
     """The fused, scheduled float32 training step equals the unfused float64
-    graph: the loss and every updated param and optimizer buffer."""
+    graph: the loss and every updated param and optimizer buffer (with the
+    dropout masks the step drew)."""
     if not compiles_here(path):
         pytest.skip("uses ops this build lacks")
     m = nncompile.compile(path, device="cpu")
     cfg = m.train_config
     batch = random_batch(m, seed=5)
-    g = pipeline.differentiate(m.graph, cfg, with_update=True)
+    g = pipeline.differentiate(training_mode(m.graph, True, cfg.seed), cfg, with_update=True)
     leaves = dict(batch)
     leaves.update(m.params)
     for k, v in g.state.items():
         leaves[k] = np.full(v.shape, v.attrs["value"])
-    want = evaluate(g, leaves, g.roots())
     prog = m._program("step", cfg)
     roots = prog({k: v.astype(np.float32) for k, v in batch.items()})
+    bound = prog.bound(len(next(iter(batch.values()))))
+    for n in prog.schedule.graph.nodes:      # the dropout masks this step drew
+        if n.op == "random":
+            leaves[n.attrs["name"]] = bound.value[n].astype(np.float64)
+    want = evaluate(g, leaves, g.roots())
     assert float(roots[prog.schedule.graph.loss]) == pytest.approx(float(want[g.loss]),
                                                                    rel=1e-5, abs=1e-6)
     for name, node in g.updates.items():
