@@ -576,7 +576,9 @@ def _activation_arg(lw: Lowering, e: ast.Call, index: int) -> str | None:
     a = e.args[index]
     if not isinstance(a, ast.Name) or a.id not in ACTIVATIONS:
         got = a.id if isinstance(a, ast.Name) else None
-        lw.error(_span(a), f"'{got or 'this'}' is not an activation",
+        what = f"'{got}'" if got else ("a number" if isinstance(a, (ast.Num, ast.Neg))
+                                       else "this expression")
+        lw.error(_span(a), f"{what} is not an activation",
                  (did_you_mean(got, ACTIVATIONS) if got else None) or
                  f"activations: {', '.join(ACTIVATIONS)}")
     return a.id

@@ -62,7 +62,7 @@ def schedule(g: Graph) -> Schedule:
     free = {}      # shape -> [slot]
 
     def release(k, n):
-        for i in set(n.inputs):
+        for i in dict.fromkeys(n.inputs):    # ordered: the same plan every run
             if i in s.slot and last_use.get(i) == k and i not in s.writes:
                 free.setdefault(i.shape, []).append(s.slot[i])
 
