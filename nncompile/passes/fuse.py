@@ -26,13 +26,14 @@ def _kind(n: Node) -> str:
     return REGISTRY[n.op].kind if n.op != "fused" else "fused"
 
 
-def _make_body(members: list, order_nodes: list) -> tuple:
-    """Members in topological order -> (inputs, body)."""
+def _make_body(members: list, sources: dict) -> tuple:
+    """Members in topological order -> (inputs, body). sources: member -> the
+    inputs to read instead of its own (a GEMM reads past folded transposes)."""
     index = {m: j for j, m in enumerate(members)}
     inputs, body = [], []
     for m in members:
         args = []
-        src = m.attrs.get("_sources", m.inputs)
+        src = sources.get(m, m.inputs)
         for i in src:
             if i in index:
                 args.append(("v", index[i]))
@@ -42,7 +43,7 @@ def _make_body(members: list, order_nodes: list) -> tuple:
                 if i not in inputs:
                     inputs.append(i)
                 args.append(("in", inputs.index(i)))
-        attrs = tuple(sorted((k, v) for k, v in m.attrs.items() if k != "_sources"))
+        attrs = tuple(sorted(m.attrs.items()))
         body.append((m.op, tuple(args), attrs))
     return inputs, tuple(body)
 
@@ -121,13 +122,13 @@ def fuse(graph: Graph) -> Graph:
     position = {n: k for k, n in enumerate(g.nodes)}
     for root, members, kind, heads in groups:
         ordered = sorted(members, key=position.get)
+        sources = {}
         if kind == "gemm":
             mm = next(m for m in ordered if m.op == "matmul")
-            sources = tuple(heads[k].inputs[0] if k in heads else mm.inputs[k] for k in (0, 1))
-            mm.attrs = {"trans_a": 0 in heads, "trans_b": 1 in heads, "_sources": sources}
-        inputs, body = _make_body(ordered, g.nodes)
-        if kind == "gemm":
+            sources[mm] = tuple(heads[k].inputs[0] if k in heads else mm.inputs[k]
+                                for k in (0, 1))
             mm.attrs = {"trans_a": 0 in heads, "trans_b": 1 in heads}
+        inputs, body = _make_body(ordered, sources)
         fused = Node("fused", tuple(inputs), {"kind": kind, "body": body}, root.shape,
                      root.span, root.name, root.id)
         replace[root] = fused

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -41,8 +42,7 @@ def _load(model, cfg):
     (yname, ynode), = g.targets.items()
     in_shape, t_shape = tuple(xnode.shape[1:]), tuple(ynode.shape[1:])
     path = cfg.data
-    if cfg.data_is_path and not __import__("os").path.isabs(path):
-        import os
+    if cfg.data_is_path and not os.path.isabs(path):
         path = os.path.join(os.path.dirname(model.file), path) \
             if model.file != "<string>" else path
     ds = datasets.load(path, cfg.data_is_path, cfg.seed, int(np.prod(in_shape)),
@@ -88,8 +88,6 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
     rng = np.random.default_rng([cfg.seed, 1])
     kind = accuracy_kind(model, ys)
     history = []
-    (yname, ynode), = model.graph.targets.items() if len(model.graph.targets) == 1 else \
-        ((None, None),)
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -114,18 +112,23 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
                     update.run(1)
                 seen += sum(len(b) for b in chunk)
             record = {"epoch": epoch, "loss": total / seen}
-            if not np.isfinite(record["loss"]):
-                record["diverged"] = True
             _metrics(model, record, "train", xs, ys, kind, with_loss=False)
             if n_test:
                 _metrics(model, record, "test", xt, yt, kind, with_loss=True)
-            record["time"] = time.perf_counter() - t0
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
+            close_epoch(record, t0, history, on_epoch)
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     return history
+
+
+def close_epoch(record: dict, t0: float, history: list, on_epoch) -> None:
+    """Flag a loss that is no longer finite, time the epoch, record and report it."""
+    if not np.isfinite(record["loss"]):
+        record["diverged"] = True
+    record["time"] = time.perf_counter() - t0
+    history.append(record)
+    if on_epoch is not None:
+        on_epoch(record)
 
 
 def _run(prog, idx, xs, ys) -> float:

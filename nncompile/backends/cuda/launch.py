@@ -480,7 +480,7 @@ def _steps(rt: _Runtime, prog: CudaProgram, data: _Data, perm, rows: int):
 def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
     """The training loop of train/loop.py, on the GPU (same records, same order
     of examples, same losses to float32 rounding)."""
-    from ...train.loop import Interrupted
+    from ...train.loop import Interrupted, close_epoch
     from ...train.metrics import accuracy_kind
     storage = model._storage
     d = storage.device
@@ -534,16 +534,11 @@ def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
                                    accumulate)
             total, _ = rt.read()
             record = {"epoch": epoch, "loss": total / n}
-            if not np.isfinite(record["loss"]):
-                record["diverged"] = True
             if kind is not None:
                 _metrics(rt, model, record, "train", train, ys, kind, with_loss=False)
             if test.rows:
                 _metrics(rt, model, record, "test", test, yt, kind, with_loss=True)
-            record["time"] = time.perf_counter() - t0
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
+            close_epoch(record, t0, history, on_epoch)
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     finally:

@@ -97,10 +97,10 @@ class _Bound:
                 shape = _shape_of(op, xs, attrs)
             if j == len(body) - 1:
                 dst = out
-            elif shape == out.shape and not aliased and op != "matmul" and \
-                    (out_holder is None or last_use.get(out_holder, -1) <= j):
-                dst, out_holder = out, j
-            elif shape == out.shape and not aliased and op == "matmul" and out_holder is None:
+            elif shape == out.shape and not aliased and (
+                    out_holder is None or (REGISTRY[op].kind == "elementwise"
+                                           and last_use.get(out_holder, -1) <= j)):
+                # out is free, or its value dies here and the op may work in place
                 dst, out_holder = out, j
             else:
                 k = used.get(shape, 0)
