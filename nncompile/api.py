@@ -7,7 +7,8 @@ import tempfile
 
 import numpy as np
 
-from .backends.device import DeviceError, make_program, make_storage, resolve_device
+from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
+                              store_family)
 from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
 from .frontend.parse import parse
@@ -54,6 +55,22 @@ def compile_source(text: str, device: str = "auto", file: str = "<string>",
     return Model(graph, train, text, file, device, quiet)
 
 
+def _families(arrays: dict, params: dict) -> list:
+    """New optimizer state arrays grouped into families: one per naming
+    pattern over every param (PARAM.velocity, grad/PARAM, ...) in the params'
+    order; any other array is a family of its own."""
+    families, rest = {}, dict(arrays)
+    for p in params:
+        for name in arrays:
+            if name.startswith(p + ".") or name == "grad/" + p:
+                families.setdefault(name.replace(p, "*", 1), {})[name] = arrays[name]
+    whole = [f for f in families.values() if len(f) == len(params)]
+    for f in whole:
+        for name in f:
+            rest.pop(name, None)
+    return whole + [{name: a} for name, a in rest.items()]
+
+
 class Model:
     """A compiled model: params, predict, loss, gradients, fit, save and load."""
 
@@ -72,8 +89,9 @@ class Model:
             what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")
             raise DeviceError(Diagnostic(span, what, hint or None).render(source)) from None
         self._storage = make_storage(self.device)
-        for name, p in graph.params.items():
-            self._storage[name] = initial_value(p.attrs["init"], p.shape, train.seed, name)
+        store_family(self._storage, {name: initial_value(p.attrs["init"], p.shape, train.seed,
+                                                         name)
+                                     for name, p in graph.params.items()})
         self._programs = {}
 
     # what the model declares -------------------------------------------------
@@ -131,10 +149,11 @@ class Model:
                                                                                   cfg)))
             else:
                 sched = pipeline.program(self.graph, cfg=self.train_config, **roles)
-            for node in sched.graph.nodes:      # optimizer buffers, accumulated grads
-                if node.op == "state" and node.attrs["name"] not in self._storage:
-                    self._storage[node.attrs["name"]] = np.full(node.shape, node.attrs["value"],
-                                                                np.float32)
+            new = {node.attrs["name"]: np.full(node.shape, node.attrs["value"], np.float32)
+                   for node in sched.graph.nodes   # optimizer buffers, accumulated grads
+                   if node.op == "state" and node.attrs["name"] not in self._storage}
+            for family in _families(new, self.graph.params):
+                store_family(self._storage, family)
             prog = self._programs[key] = make_program(self.device, sched, self._storage)
         return prog
 

@@ -56,6 +56,25 @@ def make_storage(device: str):
     return {}
 
 
+def store_family(storage, arrays: dict) -> None:
+    """Put a family of per-param arrays (the params, or every param's velocity,
+    in the params' order) into storage. On the CPU they become views of one
+    flat float32 buffer, so the numpy backend can update the whole family with
+    one call per operation (backends/numpy/pack.py)."""
+    if not isinstance(storage, dict):
+        for name, a in arrays.items():
+            storage[name] = a
+        return
+    import numpy as np
+    flat = np.empty(sum(np.size(a) for a in arrays.values()), np.float32)
+    offset = 0
+    for name, a in arrays.items():
+        view = flat[offset:offset + np.size(a)].reshape(np.shape(a))
+        view[...] = a
+        storage[name] = view
+        offset += view.size
+
+
 def make_program(device: str, schedule, storage):
     """The runnable form of a schedule on the device."""
     if device == "cuda":

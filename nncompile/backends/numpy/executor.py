@@ -16,6 +16,7 @@ import numpy as np
 from ...ir.graph import N
 from ...ops import REGISTRY
 from ...ops.registry import bind_call
+from . import pack
 
 DTYPE = np.float32
 
@@ -49,10 +50,17 @@ class _Bound:
                     slots[s.slot[n]]
         self.scratch = {}
         self.calls = []
-        for n in s.order:
+        packed = pack.plan(s, self.value, self._head_shape)
+        self.value.update(packed.values)
+        run_at = {r.pos: r for r in packed.runs}
+        member = {m.node: m for r in packed.runs for m in r.members}
+        for k, n in enumerate(s.order):
             out, ins = self.value[n], [self.value[i] for i in n.inputs]
-            if n.op == "fused":
-                self.calls += self._fused(n, out, ins, batch)
+            if n in member:        # its head here, its tail with its run
+                if member[n].head is not None:
+                    self.calls += self._fused((member[n].head,), packed.head_out[n], ins)
+            elif n.op == "fused":
+                self.calls += self._fused(n.attrs["body"], out, ins)
             elif n.op == "count":
                 for call in self._bind(n.op, out, ins, n.attrs):
                     call()
@@ -61,6 +69,8 @@ class _Bound:
                                           n.attrs["rate"]))
             else:
                 self.calls += self._bind(n.op, out, ins, n.attrs)
+            if k in run_at:
+                self.calls += self._run_tail(run_at[k], packed.packs)
         # updates that could not be written in place are copied back at the end
         for name, node in g.updates.items():
             if s.writes.get(node) != name and node in self.value:
@@ -73,10 +83,9 @@ class _Bound:
             self.scratch[key] = np.zeros(shape, DTYPE)
         return self.scratch[key]
 
-    def _fused(self, n, out, ins, batch):
+    def _fused(self, body, out, ins):
         """Bind a fused body: its last entry writes out; temps go to out while
         it is free and aliases no input, else to scratch buffers."""
-        body = n.attrs["body"]
         aliased = any(isinstance(x, np.ndarray) and np.shares_memory(out, x) for x in ins)
         last_use = {}
         for j, (_, args, _) in enumerate(body):
@@ -86,15 +95,8 @@ class _Bound:
         vals, calls, out_holder, used = [], [], None, {}
         for j, (op, args, attrs) in enumerate(body):
             attrs = dict(attrs)
-            xs = [ins[x] if kind == "in" else vals[x] if kind == "v" else _scalar(x)
-                  for kind, x in args]
-            if op == "matmul":
-                xs = [np.swapaxes(xs[0], -1, -2) if attrs.get("trans_a") else xs[0],
-                      np.swapaxes(xs[1], -1, -2) if attrs.get("trans_b") else xs[1]]
-                shape = np.broadcast_shapes(xs[0].shape[:-2], xs[1].shape[:-2]) + \
-                    (xs[0].shape[-2], xs[1].shape[-1])
-            else:
-                shape = _shape_of(op, xs, attrs)
+            xs = _operands(op, args, attrs, ins, vals)
+            shape = _result_shape(op, xs, attrs)
             if j == len(body) - 1:
                 dst = out
             elif shape == out.shape and not aliased and (
@@ -109,6 +111,20 @@ class _Bound:
             calls += self._bind(op, dst, xs, attrs)
             vals.append(dst)
         return calls
+
+    @staticmethod
+    def _head_shape(entry, ins) -> tuple:
+        op, args, attrs = entry
+        attrs = dict(attrs)
+        return _result_shape(op, _operands(op, args, attrs, ins, []), attrs)
+
+    def _run_tail(self, run, packs) -> list:
+        """The calls computing a run's tail once over flat slices (pack.py)."""
+        first, lo, hi = run.members[0], run.lo, run.hi
+        flat = [payload[lo:hi] if kind == "base" else
+                packs[(first.base.size, k)][lo:hi] if kind == "pack" else self.value[payload]
+                for k, (kind, payload) in enumerate(first.operands)]
+        return self._fused(first.body, first.base[lo:hi], flat)
 
     def _bind(self, op, out, ins, attrs) -> list:
         """The calls computing one primitive into out. The registry's bind where
@@ -140,6 +156,24 @@ def _log_softmax_calls(out, x, temp) -> list:
             partial(np.add.reduce, e, axis=-1, keepdims=True, out=s),
             partial(np.log, s, out=s),
             partial(np.subtract, out, s, out=out)]
+
+
+def _operands(op, args, attrs, ins, vals) -> list:
+    """A body entry's operands: inputs, earlier entries' buffers, constants;
+    a matmul's transposes as views."""
+    xs = [ins[x] if kind == "in" else vals[x] if kind == "v" else _scalar(x)
+          for kind, x in args]
+    if op == "matmul":
+        xs = [np.swapaxes(xs[0], -1, -2) if attrs.get("trans_a") else xs[0],
+              np.swapaxes(xs[1], -1, -2) if attrs.get("trans_b") else xs[1]]
+    return xs
+
+
+def _result_shape(op, xs, attrs) -> tuple:
+    if op == "matmul":
+        return np.broadcast_shapes(xs[0].shape[:-2], xs[1].shape[:-2]) + \
+            (xs[0].shape[-2], xs[1].shape[-1])
+    return _shape_of(op, xs, attrs)
 
 
 def _shape_of(op, xs, attrs):
