@@ -4,7 +4,7 @@ After: no elementwise node has only constant inputs; no elementwise op reads
 a scalar broadcast (it broadcasts the scalar itself); a count reads a leaf
 or a value before any reduction; x+0, x-0, x*1, x/1,
 --x, transpose(transpose(x)), sums over no axis and no-op broadcasts are gone;
-x/c is x*(1/c); a count over axes without the batch axis is a constant.
+x/c is x*(1/c); -(x/count) is x/-count; a count over axes without the batch axis is a constant.
 Replaced nodes stay in the list, unused, for dce to drop.
 """
 from __future__ import annotations
@@ -81,6 +81,10 @@ def _rule(g: Graph, n):
                      span=n.span)
     if n.op == "neg" and ins[0].op == "neg":
         return ins[0].inputs[0]
+    if n.op == "neg" and ins[0].op == "div" and ins[0].inputs[1].op == "count":
+        # -(x / count) = x / -count, exactly: a backend can fix -count per batch size
+        x, c = ins[0].inputs
+        return g.add("div", [x, g.add("neg", [c], span=n.span)], span=n.span, name=n.name)
     if n.op == "transpose" and ins[0].op == "transpose":
         return ins[0].inputs[0]
     if n.op == "sum" and not n.attrs["axes"]:

@@ -250,7 +250,7 @@ k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const
 
 // %p = fused[gemm: matmul, add, sigmoid](%h, %p.weight, %p.bias)  ->  buf1
 // %12 = sub(%p, %y)  ->  buf2
-// %30 = fused[elementwise: div, mul, mul, sub, mul, mul](%56, %12, %p)  ->  buf3
+// %30 = fused[elementwise: div, mul, mul, sub, mul, mul](%58, %12, %p)  ->  buf3
 // %31 = sum(%30)  ->  buf4
 extern "C" __global__ void __launch_bounds__(256, 2)
 k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, const float* __restrict__ st2, float* __restrict__ buf1, const float* __restrict__ in1, float* __restrict__ buf2, float* __restrict__ buf3, float* __restrict__ buf4, float* __restrict__ ws, int* __restrict__ counters,
@@ -309,7 +309,7 @@ k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, cons
 }
 
 // %14 = fused[reduce: square, sum](%12)  ->  registers
-// %loss = div(%14, %56)  ->  buf5
+// %loss = div(%14, %58)  ->  buf5
 extern "C" __global__ void __launch_bounds__(256)
 k02_reduce(const float* __restrict__ buf2, float* __restrict__ buf5, int nb)
 {

@@ -50,6 +50,9 @@ class _Bound:
                     slots[s.slot[n]]
         self.scratch = {}
         self.calls = []
+        # values fixed for a batch size (constants, counts and what only they
+        # feed): computed once here, never per step
+        self.fixed = {id(v): v for n, v in self.value.items() if n.op == "const"}
         packed = pack.plan(s, self.value, self._head_shape)
         self.value.update(packed.values)
         run_at = {r.pos: r for r in packed.runs}
@@ -61,9 +64,13 @@ class _Bound:
                     self.calls += self._fused((member[n].head,), packed.head_out[n], ins)
             elif n.op == "fused":
                 self.calls += self._fused(n.attrs["body"], out, ins)
-            elif n.op == "count":
+            elif n.op == "count" or (REGISTRY[n.op].kind == "elementwise" and n not in s.writes
+                                     and all(id(x) in self.fixed for x in ins)):
+                if n.op != "count":        # its own buffer: its slot is shared
+                    out = self.value[n] = np.zeros(out.shape, DTYPE)
                 for call in self._bind(n.op, out, ins, n.attrs):
                     call()
+                self.fixed[id(out)] = out
             elif n.op == "random":
                 self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
                                           n.attrs["rate"]))
@@ -97,6 +104,13 @@ class _Bound:
             attrs = dict(attrs)
             xs = _operands(op, args, attrs, ins, vals)
             shape = _result_shape(op, xs, attrs)
+            if j < len(body) - 1 and REGISTRY[op].kind == "elementwise" and all(
+                    kind == "c" or id(x) in self.fixed for x, (kind, _) in zip(xs, args)):
+                vals.append(np.zeros(shape, DTYPE))     # fixed: computed once, here
+                for call in self._bind(op, vals[-1], xs, attrs):
+                    call()
+                self.fixed[id(vals[-1])] = vals[-1]
+                continue
             if j == len(body) - 1:
                 dst = out
             elif shape == out.shape and not aliased and (
@@ -211,7 +225,8 @@ class NumpyProgram:
     def bound(self, batch: int) -> _Bound:
         b = self._bound.get(batch)
         if b is None:
-            b = self._bound[batch] = _Bound(self, batch)
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                b = self._bound[batch] = _Bound(self, batch)
         return b
 
     def feeds(self, batch: int) -> dict:

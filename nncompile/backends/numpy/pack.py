@@ -9,8 +9,9 @@ call per operation over a flat slice of each buffer: a run.
 
 plan() finds the runs. What holds after it:
 - every member of a run is an update written in place into storage. Its body
-  is an optional head (a non-elementwise entry, such as the GEMM computing
-  this param's gradient) followed by elementwise entries (the tail). The
+  is elementwise entries (the tail) and at most one other entry that reads
+  only the node's inputs (the head: the GEMM computing this param's
+  gradient, say), which runs in the member's place. The
   members of a run have the same tail, and their outputs lie side by side in
   one flat buffer;
 - every operand of a member's tail is one of:
@@ -96,13 +97,13 @@ def _member(n, pos, schedule, value, head_shape):
     base, offset = loc
     body = n.attrs["body"] if n.op == "fused" else \
         ((n.op, tuple(("in", i) for i in range(len(n.inputs))), tuple(sorted(n.attrs.items()))),)
-    head = None
-    if REGISTRY[body[0][0]].kind != "elementwise":
-        head = body[0]
-        if head_shape(head, [value[i] for i in n.inputs]) != out.shape:
-            return None
-    start = 1 if head is not None else 0
-    if start == len(body) or any(REGISTRY[op].kind != "elementwise" for op, _, _ in body[start:]):
+    heads = [j for j, (op, _, _) in enumerate(body) if REGISTRY[op].kind != "elementwise"]
+    if len(heads) > 1 or len(body) == len(heads):
+        return None
+    h = heads[0] if heads else None
+    head = body[h] if heads else None
+    if head is not None and (any(kind == "v" for kind, _ in head[1]) or
+                             head_shape(head, [value[i] for i in n.inputs]) != out.shape):
         return None
     keys, operands, kinds = {}, [], []
 
@@ -120,10 +121,11 @@ def _member(n, pos, schedule, value, head_shape):
         if kind == "c":
             return ("c", x), a
         if kind == "v":
-            if head is not None and x == 0:
+            if x == h:
                 k = operand(("pack", "head"), "pack", "head")
                 return ("x", k), ("in", k)
-            return trees[x - start], ("v", x - start)
+            x -= h is not None and x > h
+            return trees[x], ("v", x)
         inp = n.inputs[x]
         arr = value[inp]
         if inp.op == "const":
@@ -143,7 +145,7 @@ def _member(n, pos, schedule, value, head_shape):
         return ("x", k), ("in", k)
 
     trees, tail = [], []
-    for op, args, attrs in body[start:]:
+    for op, args, attrs in (e for j, e in enumerate(body) if j != h):
         parts = [arg(a) for a in args]
         if any(p is None for p in parts):
             return None

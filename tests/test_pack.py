@@ -1,0 +1,146 @@
+"""The numpy backend's horizontal fusion of the update (backends/numpy/pack.py):
+the same results, bit for bit, as the update applied param by param, in
+fewer calls; and a run is not formed where moving it would change a value."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import nncompile
+from nncompile.backends.device import store_family
+from nncompile.backends.numpy import NumpyProgram
+from nncompile.backends.numpy.pack import flat_location
+from nncompile.ir.graph import Graph
+from nncompile.passes import pipeline
+from nncompile.passes.schedule import schedule
+
+SAMPLES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "samples", "*.nn")))
+OPTIMIZERS = {
+    "sgd": dict(optimizer="sgd", momentum=0.0),
+    "momentum": dict(optimizer="sgd", momentum=0.9),
+    "adam": dict(optimizer="adam"),
+    "momentum_clip": dict(optimizer="sgd", momentum=0.9, clip=0.5),
+}
+
+
+def _storages(m, sched):
+    """The same values twice: flat families (as Model keeps them) and one
+    array per name (which gives the packer nothing to fuse)."""
+    values = dict(m.params)
+    for n in sched.graph.nodes:
+        if n.op == "state":
+            values[n.attrs["name"]] = np.full(n.shape, n.attrs["value"], np.float32)
+    flat, single = {}, {}
+    store_family(flat, {k: values[k] for k in m.graph.params})
+    for k in values:
+        if k not in flat:
+            flat[k] = values[k].copy()
+    for k, v in values.items():
+        single[k] = v.copy()
+    return flat, single
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=list(OPTIMIZERS))
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_packed_update_equals_the_update_param_by_param(path, opt):
+    if "mnist" in path:
+        pytest.skip("same network as lenet; its data files are not here")
+    m = nncompile.compile(path, device="cpu")
+    cfg = m.config(accumulate=1, **OPTIMIZERS[opt])
+    sched = pipeline.program(m.graph, updates=True, cfg=cfg)
+    flat, single = _storages(m, sched)
+    # optimizer state as families too, grouped the way Model groups it
+    fams = {}
+    for k in list(flat):
+        for p in m.graph.params:
+            if k.startswith(p + "."):
+                fams.setdefault(k.replace(p, "*", 1), {})[k] = flat.pop(k)
+    for fam in fams.values():
+        store_family(flat, fam)
+    packed, plain = NumpyProgram(sched, flat), NumpyProgram(sched, single)
+    rng = np.random.default_rng(0)
+    for batch in (7, 7, 3):
+        feeds = {k: rng.standard_normal(b.shape).astype(np.float32)
+                 for k, b in packed.feeds(batch).items()}
+        a, b = packed(feeds), plain(feeds)
+        assert float(a[sched.graph.loss]) == float(b[sched.graph.loss])
+    for k in single:
+        assert np.array_equal(flat[k], single[k]), k
+    # every sample has more than one param, all with the same momentum or adam
+    # rule (plain sgd with weight decay updates weights and biases differently)
+    fewer = len(packed.bound(7).calls) < len(plain.bound(7).calls)
+    assert fewer or (opt == "sgd" and "custom_loss" in path)
+
+
+def test_momentum_update_of_digits_mlp_is_four_calls_over_every_param():
+    """v = 0.9 v + g; p = p - lr v over all four params: 2 + 2 numpy calls
+    (plus the two weight-gradient GEMMs, which write into the gradient pack)."""
+    m = nncompile.compile(os.path.join(os.path.dirname(__file__), "..", "samples",
+                                       "digits_mlp.nn"), device="cpu")
+    prog = m._program("step", m.train_config)
+    b = prog.bound(32)
+    runs = [c for c in b.calls if getattr(c, "args", None)
+            and any(getattr(x, "size", 0) == 64 * 64 + 64 + 64 * 10 + 10 for x in c.args)]
+    assert len(runs) == 4
+    # the whole step: 47 calls with the update param by param, 31 now (the
+    # update 18 -> 4, and -1/count and -count computed once per batch size)
+    assert len(b.calls) == 31
+    for name in m.graph.params:       # still views of the model's flat buffers
+        assert flat_location(m._storage[name]) is not None
+
+
+def _two_param_graph(reader_first: bool):
+    """a' = a * 0.5 and b' = b * 0.5 (one rule: a run), and an output o = a' + 1
+    scheduled either between the two updates or after both."""
+    g = Graph("t")
+    for name in ("a", "b"):
+        g.params[name] = g.add("param", [], {"name": name, "shape": (3,), "init": ("zeros",)},
+                               name=name, shape=(3,))
+    half = g.const(0.5)
+    a_new = g.add("mul", [g.params["a"], half])
+    if reader_first:
+        o = g.add("add", [a_new, g.const(1.0)])
+    b_new = g.add("mul", [g.params["b"], half])
+    if not reader_first:
+        o = g.add("add", [a_new, g.const(1.0)])
+    g.updates = {"a": a_new, "b": b_new}
+    g.outputs = {"o": o}
+    return g
+
+
+@pytest.mark.parametrize("reader_first", [True, False])
+def test_a_run_is_not_moved_past_a_reader_of_its_result(reader_first):
+    g = _two_param_graph(reader_first)
+    s = schedule(g)
+    assert set(s.writes.values()) == {"a", "b"}
+    storage = {}
+    store_family(storage, {"a": np.array([2.0, 4.0, 6.0], np.float32),
+                           "b": np.array([1.0, 3.0, 5.0], np.float32)})
+    prog = NumpyProgram(s, storage)
+    roots = prog.run(1)
+    np.testing.assert_array_equal(roots[g.outputs["o"]], [2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(storage["a"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(storage["b"], [0.5, 1.5, 2.5])
+    # with the reader in between, the two updates run apart (2 calls + the add);
+    # after both, as one run (1 call + the add)
+    assert len(prog.bound(1).calls) == (3 if reader_first else 2)
+
+
+def test_values_fixed_per_batch_size_are_computed_once_at_bind():
+    """The mean's -count and the loss seed -1/count depend on the batch size
+    alone: computed when the step is bound, and right for each batch size."""
+    m = nncompile.compile(os.path.join(os.path.dirname(__file__), "..", "samples",
+                                       "digits_mlp.nn"), device="cpu")
+    prog = m._program("evaluate")
+    rng = np.random.default_rng(1)
+    for batch in (5, 8):
+        x = rng.standard_normal((batch, 64)).astype(np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
+        roots = prog({"x": x, "y": y})
+        p = roots[prog.schedule.graph.outputs["p"]]
+        want = -np.mean(np.sum(y * np.log(p.astype(np.float64)), axis=1))
+        assert float(roots[prog.schedule.graph.loss]) == pytest.approx(want, rel=1e-5)
+        scalar = [c.func for c in prog.bound(batch).calls
+                  if all(np.ndim(a) == 0 for a in getattr(c, "args", (0,)))]
+        assert scalar == [np.divide]        # sum / -count; -count is not recomputed
