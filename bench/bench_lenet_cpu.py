@@ -11,7 +11,7 @@ noise, in [0, 1]), one-hot targets; every contender trains whole epochs over
 the same permutations (np.random.default_rng([seed, 1]), as fit draws them),
 the last partial batch kept, reading the loss back after every step:
   nncompile_steps  the compiled training step run by fit's own batch loop
-                   (nncompile.train.loop._run); the program is built beforehand
+                   (nncompile.train.loop.batch_runner); the program is built beforehand
   nncompile_fit    Model.fit(x=, y=, epochs=E): also builds the step program
                    and runs the per-epoch training-accuracy pass over all rows
   torch_eager      nn.Sequential(Conv2d, ReLU, MaxPool2d, ..., Linear),
@@ -117,14 +117,14 @@ def epoch_orders(n: int, epochs: int) -> list:
 
 def nncompile_steps(model, x, y, orders) -> list:
     """fit's batch loop over the compiled step program."""
-    step = model._program("step", model.train_config)
-    xs, ys = {"x": x}, {"y": y}
+    step = nnloop.batch_runner(model._program("step", model.train_config), {"x": x}, {"y": y})
     losses = []
     for order in orders:
         total = 0.0
-        for s in range(0, len(order), BATCH):
-            idx = order[s:s + BATCH]
-            total += nnloop._run(step, idx, xs, ys) * len(idx)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            for s in range(0, len(order), BATCH):
+                idx = order[s:s + BATCH]
+                total += step(idx) * len(idx)
         losses.append(total / len(order))
     return losses
 
@@ -181,9 +181,8 @@ def agreement(model, init, net, x, y, labels, steps=8) -> dict:
     n = steps * BATCH
     model.set_params(init)
     model._reset_optimizer()
-    step = model._program("step", model.train_config)
-    nn_losses = [nnloop._run(step, np.arange(s, s + BATCH), {"x": x}, {"y": y})
-                 for s in range(0, n, BATCH)]
+    step = nnloop.batch_runner(model._program("step", model.train_config), {"x": x}, {"y": y})
+    nn_losses = [step(np.arange(s, s + BATCH)) for s in range(0, n, BATCH)]
     net.reset(init)
     t_losses = []
     xt, lt = torch.from_numpy(x), torch.from_numpy(labels)

@@ -14,7 +14,7 @@ does), last partial batch kept, reading the loss back after every step:
                    (fit starts each call with fresh optimizer state) and, per
                    epoch, the training-accuracy pass over all rows.
   nncompile_steps  the compiled step program run by the same batch loop as
-                   fit (nncompile.train.loop._run), program built beforehand.
+                   fit (nncompile.train.loop.batch_runner), program built beforehand.
   numpy_loop       a hand-written numpy forward/backward/update with
                    preallocated buffers, np.matmul(..., out=) and in-place ops.
   torch_eager      nn.Sequential(Linear, ReLU, ...), nn.CrossEntropyLoss,
@@ -226,17 +226,17 @@ def numpy_epochs(net: NumpyMLP, X, Y, orders, batch: int) -> list:
 
 def nncompile_steps(model, X, Y, orders, batch: int, per_step=None) -> list:
     """fit's batch loop over the step program (built by the caller)."""
-    step = model._program("step", model.train_config)
-    xs, ys = {"x": X}, {"y": Y}
+    step = nnloop.batch_runner(model._program("step", model.train_config), {"x": X}, {"y": Y})
     losses = []
     for order in orders:
         total = 0.0
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            loss = nnloop._run(step, idx, xs, ys)
-            if per_step is not None:
-                per_step.append(loss)
-            total += loss * len(idx)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            for s in range(0, len(order), batch):
+                idx = order[s:s + batch]
+                loss = step(idx)
+                if per_step is not None:
+                    per_step.append(loss)
+                total += loss * len(idx)
         losses.append(total / len(order))
     return losses
 
@@ -527,7 +527,7 @@ def _call_kind(call) -> str:
 def profile(key: str, spec: dict, steps: int) -> dict:
     """Where a step's time goes: each bound numpy call of nncompile's step timed
     in sequence over `steps` steps on real batches, grouped by kind, against
-    fit's per-batch wrapper (train/loop.py _run) and the hand-written step."""
+    fit's per-batch runner (train/loop.py batch_runner) and the hand-written step."""
     sizes, batch, lr = spec["sizes"], spec["batch"], spec["lr"]
     rows = batch * 50
     X, Y, _ = synthetic(rows, sizes[0], sizes[-1])
@@ -560,9 +560,8 @@ def profile(key: str, spec: dict, steps: int) -> dict:
                     fn(batches[it % len(batches)])
                 best = min(best, (pc() - t) / (steps // 5) * 1e6)
             return best
-        xs, ys = {"x": X}, {"y": Y}
         run_us = per_step(lambda idx: step.run(batch))
-        loop_us = per_step(lambda idx: nnloop._run(step, idx, xs, ys))
+        loop_us = per_step(nnloop.batch_runner(step, {"x": X}, {"y": Y}))
         hand_us = per_step(lambda idx: net.step(X, Y, idx))
     groups = {}
     for call, us in zip(bound.calls, per_call):
@@ -590,10 +589,10 @@ def profile(key: str, spec: dict, steps: int) -> dict:
 def print_profile(p: dict) -> None:
     u = p["us_per_step"]
     print(f"  per step: hand-written {u['handwritten_step']:.1f} us "
-          f"({p['handwritten_calls_per_step']} numpy calls); nncompile loop._run "
+          f"({p['handwritten_calls_per_step']} numpy calls); nncompile batch_runner "
           f"{u['nncompile_loop_run']:.1f} us = run() {u['nncompile_run']:.1f} us "
           f"({p['nncompile_calls_per_step']} calls, {u['nncompile_sum_of_calls']:.1f} us "
-          f"timed one by one) + loop._run's feeding {u['nncompile_loop_run'] - u['nncompile_run']:.1f} us"
+          f"timed one by one) + the runner's feeding {u['nncompile_loop_run'] - u['nncompile_run']:.1f} us"
           f"   [foreign load {p['foreign_load_cores'] or 0:.2f} cores]")
     for k, v in sorted(p["by_kind"].items(), key=lambda kv: -kv[1]["us"]):
         print(f"    {k:14s} {v['calls']:3d} calls {v['us']:9.1f} us")

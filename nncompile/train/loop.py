@@ -80,9 +80,11 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
         from ..backends.cuda.launch import fit_on_gpu
         return fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch)
     accumulate = cfg.accumulate
-    step = model._program("step", cfg) if accumulate == 1 else None
-    if accumulate > 1:
+    if accumulate == 1:
+        step = batch_runner(model._program("step", cfg), xs, ys)
+    else:
         grads_prog = model._program("gradients")
+        grads = batch_runner(grads_prog, xs, ys)
         update = model._program("update", cfg)
         acc = {k: model._storage[f"grad/{k}"] for k in model.graph.params}
     rng = np.random.default_rng([cfg.seed, 1])
@@ -94,23 +96,25 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
             order = rng.permutation(n) if cfg.shuffle else np.arange(n)
             total, seen = 0.0, 0
             batches = [order[s:s + cfg.batch] for s in range(0, n, cfg.batch)]
-            for group in range(0, len(batches), accumulate):
-                chunk = batches[group:group + accumulate]
-                if accumulate == 1:
-                    total += _run(step, chunk[0], xs, ys) * len(chunk[0])
-                else:
-                    weight_total = sum(len(b) for b in chunk)
-                    for a in acc.values():
-                        a.fill(0.0)
-                    for b in chunk:
-                        total += _run(grads_prog, b, xs, ys) * len(b)
-                        roots = grads_prog.bound(len(b)).roots
-                        g = grads_prog.schedule.graph
-                        w = np.float32(len(b) / weight_total)
-                        for k, a in acc.items():
-                            a += roots[g.grads[k]] * w
-                    update.run(1)
-                seen += sum(len(b) for b in chunk)
+            with np.errstate(over="ignore", under="ignore", invalid="ignore",
+                             divide="ignore"):     # as prog.run() does, once per epoch
+                for group in range(0, len(batches), accumulate):
+                    chunk = batches[group:group + accumulate]
+                    if accumulate == 1:
+                        total += step(chunk[0]) * len(chunk[0])
+                    else:
+                        weight_total = sum(len(b) for b in chunk)
+                        for a in acc.values():
+                            a.fill(0.0)
+                        for b in chunk:
+                            total += grads(b) * len(b)
+                            roots = grads_prog.bound(len(b)).roots
+                            g = grads_prog.schedule.graph
+                            w = np.float32(len(b) / weight_total)
+                            for k, a in acc.items():
+                                a += roots[g.grads[k]] * w
+                        update.run(1)
+                    seen += sum(len(b) for b in chunk)
             record = {"epoch": epoch, "loss": total / seen}
             _metrics(model, record, "train", xs, ys, kind, with_loss=False)
             if n_test:
@@ -131,15 +135,19 @@ def close_epoch(record: dict, t0: float, history: list, on_epoch) -> None:
         on_epoch(record)
 
 
-def _run(prog, idx, xs, ys) -> float:
-    feeds = prog.feeds(len(idx))
-    for k, v in xs.items():
-        np.take(v, idx, axis=0, out=feeds[k])
-    for k, v in ys.items():
-        if k in feeds:
-            np.take(v, idx, axis=0, out=feeds[k])
-    roots = prog.run(len(idx))
-    return float(roots[prog.schedule.graph.loss])
+def batch_runner(prog, xs, ys):
+    """run(idx) -> the loss of one run of prog on rows idx of xs and ys, with
+    each batch size's gathers and calls bound once. Floating-point warnings
+    are the caller's to silence (fit does it around its loop)."""
+    sources = {**xs, **ys}
+    runners = {}
+
+    def run(idx) -> float:
+        r = runners.get(len(idx))
+        if r is None:
+            r = runners[len(idx)] = prog.rows_runner(len(idx), sources)
+        return r(idx)
+    return run
 
 
 def _metrics(model, record, part, xs, ys, kind, with_loss):

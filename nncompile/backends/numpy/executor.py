@@ -242,6 +242,24 @@ class NumpyProgram:
                 call()
         return b.roots
 
+    def rows_runner(self, batch: int, sources: dict):
+        """run(idx) for a training loop: gathers rows idx (batch of them) of each
+        source array (name -> all the examples) into the feeds, runs once and
+        returns the loss as a float. The caller silences floating-point
+        warnings (np.errstate) around its whole loop."""
+        b = self.bound(batch)
+        takes = [partial(np.take, v, axis=0, out=b.feeds[k]) for k, v in sources.items()
+                 if k in b.feeds]
+        calls, loss = b.calls, b.roots[self.schedule.graph.loss]
+
+        def run(idx) -> float:
+            for take in takes:
+                take(idx)
+            for call in calls:
+                call()
+            return float(loss)
+        return run
+
     def __call__(self, feeds: dict) -> dict:
         batch = len(next(iter(feeds.values())))
         buf = self.feeds(batch)
