@@ -17,6 +17,10 @@ does), last partial batch kept, reading the loss back after every step:
                    fit (nncompile.train.loop.batch_runner), program built beforehand.
   numpy_loop       a hand-written numpy forward/backward/update with
                    preallocated buffers, np.matmul(..., out=) and in-place ops.
+  numpy_loop_acc   numpy_loop plus what fit reports besides the loss: after
+                   each epoch, the accuracy on every training row (a
+                   hand-written forward pass in chunks of 1024 rows, as fit's).
+                   The like-for-like baseline of nncompile_fit.
   torch_eager      nn.Sequential(Linear, ReLU, ...), nn.CrossEntropyLoss,
                    torch.optim.SGD(momentum=0.9), loss.item() every step.
 
@@ -72,7 +76,7 @@ NETS = {
     "mnist_784_256_128_10": dict(sizes=(784, 256, 128, 10), batch=128, rows=60000, lr=0.01,
                                  epochs=1),
 }
-CONTENDERS = ("nncompile_fit", "nncompile_steps", "numpy_loop", "torch_eager")
+CONTENDERS = ("nncompile_fit", "nncompile_steps", "numpy_loop", "numpy_loop_acc", "torch_eager")
 FOREIGN_MAX = 0.2       # cores of other work tolerated during a timed run
 MAX_ATTEMPTS = 4
 
@@ -145,6 +149,23 @@ class NumpyMLP:
             self.vW[k].fill(0.0)
             self.vb[k].fill(0.0)
 
+    def accuracy(self, X, labels, chunk: int = 1024) -> float:
+        """The share of rows whose largest logit is the label's: a forward pass
+        in chunks of 1024 rows (as fit's accuracy pass), preallocated buffers."""
+        right = 0
+        for s in range(0, len(X), chunk):
+            x = X[s:s + chunk]
+            a = self._buffers(len(x))["a"]
+            h = x
+            for k in range(len(self.W)):
+                np.matmul(h, self.W[k], out=a[k])
+                np.add(a[k], self.b[k], out=a[k])
+                if k < len(self.W) - 1:
+                    np.maximum(a[k], self.zero, out=a[k])
+                h = a[k]
+            right += int(np.count_nonzero(np.argmax(h, axis=1) == labels[s:s + chunk]))
+        return right / len(X)
+
     def params(self) -> dict:
         out = {}
         for k, n in enumerate(self.names):
@@ -211,7 +232,9 @@ class NumpyMLP:
         return loss
 
 
-def numpy_epochs(net: NumpyMLP, X, Y, orders, batch: int) -> list:
+def numpy_epochs(net: NumpyMLP, X, Y, orders, batch: int, labels=None) -> list:
+    """Whole epochs of net.step; with labels, also what fit reports besides the
+    loss: after each epoch, the accuracy on every training row."""
     losses = []
     for order in orders:
         total = 0.0
@@ -219,6 +242,8 @@ def numpy_epochs(net: NumpyMLP, X, Y, orders, batch: int) -> list:
             idx = order[s:s + batch]
             total += net.step(X, Y, idx) * len(idx)
         losses.append(total / len(order))
+        if labels is not None:
+            net.accuracy(X, labels)
     return losses
 
 
@@ -424,6 +449,12 @@ def bench_net(key: str, spec: dict, torch, repeats: int, quick: bool) -> dict:
         losses = numpy_epochs(net_np, X, Y, orders, batch)
         return time.perf_counter() - t, losses
 
+    def run_numpy_acc():
+        net_np.reset(init)
+        t = time.perf_counter()
+        losses = numpy_epochs(net_np, X, Y, orders, batch, labels)
+        return time.perf_counter() - t, losses
+
     def run_torch():
         net_t.reset(init)
         t = time.perf_counter()
@@ -431,7 +462,7 @@ def bench_net(key: str, spec: dict, torch, repeats: int, quick: bool) -> dict:
         return time.perf_counter() - t, losses
 
     runs = {"nncompile_fit": run_fit, "nncompile_steps": run_steps,
-            "numpy_loop": run_numpy, "torch_eager": run_torch}
+            "numpy_loop": run_numpy, "numpy_loop_acc": run_numpy_acc, "torch_eager": run_torch}
     for name in CONTENDERS:      # warm-up: buffers, caches, thread pools
         runs[name]()
     times = {name: [] for name in CONTENDERS}
@@ -439,7 +470,8 @@ def bench_net(key: str, spec: dict, torch, repeats: int, quick: bool) -> dict:
     redone = 0
     final = {}
     for r in range(repeats):     # interleaved, rotating the order each repeat
-        names = CONTENDERS[r % 4:] + CONTENDERS[:r % 4]
+        k = r % len(CONTENDERS)
+        names = CONTENDERS[k:] + CONTENDERS[:k]
         for name in names:
             for attempt in range(MAX_ATTEMPTS):   # redo a run that overlapped other work
                 wait_quiet(window=0.5)
@@ -484,6 +516,8 @@ def bench_net(key: str, spec: dict, torch, repeats: int, quick: bool) -> dict:
         "foreign_load_cores": loads, "runs_redone_for_foreign_load": redone,
         "samples_per_s": sps,
         "ratio_vs_numpy_loop": {k: sps[k] / sps["numpy_loop"] for k in sps},
+        "fit_vs_numpy_loop_acc": sps["nncompile_fit"] / sps["numpy_loop_acc"],
+        "best_fit_vs_numpy_loop_acc": best["nncompile_fit"] / best["numpy_loop_acc"],
         "ratio_vs_torch_eager": {k: sps[k] / sps["torch_eager"] for k in sps},
         "best_samples_per_s": best,
         "best_ratio_vs_numpy_loop": {k: best[k] / best["numpy_loop"] for k in best},
@@ -649,6 +683,8 @@ def main(argv=None) -> int:
                   f"{r['best_samples_per_s'][name]:,.0f}, x{r['best_ratio_vs_numpy_loop'][name]:.2f}"
                   f", x{r['best_ratio_vs_torch_eager'][name]:.2f})", flush=True)
         o = r["fit_overheads"]
+        print(f"  fit vs numpy_loop_acc (the same work): x{r['fit_vs_numpy_loop_acc']:.2f} "
+              f"(best runs x{r['best_fit_vs_numpy_loop_acc']:.2f})", flush=True)
         print(f"  fit - steps: {o['fit_minus_steps_s'] * 1e3:.1f} ms per repeat "
               f"(step program build {o['step_program_build_s'] * 1e3:.1f} ms, accuracy pass "
               f"{o['accuracy_pass_s_per_epoch'] * 1e3:.1f} ms per epoch)", flush=True)

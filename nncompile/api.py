@@ -55,6 +55,14 @@ def compile_source(text: str, device: str = "auto", file: str = "<string>",
     return Model(graph, train, text, file, device, quiet)
 
 
+def _optimizer_settings(cfg) -> tuple | None:
+    """What a step or update program bakes in from the train block."""
+    if cfg is None:
+        return None
+    return tuple(getattr(cfg, k, None) for k in ("optimizer", "lr", "momentum", "beta1", "beta2",
+                                                 "eps", "clip", "accumulate", "seed"))
+
+
 def _families(arrays: dict, params: dict) -> list:
     """New optimizer state arrays grouped into families: one per naming
     pattern over every param (PARAM.velocity, grad/PARAM, ...) in the params'
@@ -93,6 +101,7 @@ class Model:
                                                          name)
                                      for name, p in graph.params.items()})
         self._programs = {}
+        self._built_for = {}       # "step"/"update" -> the optimizer settings built in
 
     # what the model declares -------------------------------------------------
     @property
@@ -137,8 +146,14 @@ class Model:
 
     # programs -------------------------------------------------------------
     def _program(self, key: str, cfg=None):
+        """The program for one job, built on first use; a step or update built
+        for other optimizer settings is rebuilt."""
         prog = self._programs.get(key)
+        if prog is not None and key in ("step", "update") and \
+                self._built_for.get(key) != _optimizer_settings(cfg):
+            prog = None
         if prog is None:
+            self._built_for[key] = _optimizer_settings(cfg)
             roles = {"predict": dict(outputs=True), "loss": dict(loss=True),
                      "evaluate": dict(outputs=True, loss=True),
                      "gradients": dict(grads=True)}.get(key)
@@ -158,11 +173,29 @@ class Model:
         return prog
 
     def _reset_optimizer(self):
+        """Fresh optimizer state for a new fit(): on the CPU, every optimizer
+        buffer back to its initial value in place and the dropout masks' stream
+        restarted, so the programs already built are kept; on the GPU both are
+        dropped and rebuilt."""
+        if isinstance(self._storage, dict):
+            for node in self._state_nodes():
+                self._storage[node.attrs["name"]].fill(node.attrs["value"])
+            for prog in self._programs.values():
+                prog.restart()
+            return
         for k in list(self._storage):
             if k not in self.graph.params:
                 del self._storage[k]
         for k in ("step", "update"):
             self._programs.pop(k, None)
+
+    def _state_nodes(self) -> list:
+        """The optimizer buffers of the programs built so far (state leaves)."""
+        seen = {}
+        for prog in self._programs.values():
+            for node in prog.schedule.graph.state.values():
+                seen.setdefault(node.attrs["name"], node)
+        return list(seen.values())
 
     # feeding data -------------------------------------------------------------
     def _as_dict(self, x, role: str) -> dict:

@@ -59,6 +59,30 @@ def test_same_file_and_seed_give_bit_identical_histories(sample):
         np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
 
 
+@pytest.mark.parametrize("name,options", [("digits_dropout", {}),
+                                          ("digits_mlp", {"accumulate": 2})])
+def test_a_second_fit_starts_afresh_on_the_programs_already_built(sample, name, options):
+    """fit() resets the optimizer state (and the dropout masks' stream) in
+    place and keeps the compiled programs; other optimizer settings rebuild."""
+    def without_time(h):
+        return [{k: v for k, v in r.items() if k != "time"} for r in h]
+
+    m = nncompile.compile(sample(name), device="cpu")
+    init = m.params
+    first = without_time(m.fit(epochs=2, **options))
+    after_first = m.params
+    programs = dict(m._programs)
+    m.set_params(init)
+    assert without_time(m.fit(epochs=2, **options)) == first
+    for k, v in after_first.items():
+        np.testing.assert_array_equal(m.params[k], v)
+    assert all(m._programs[k] is p for k, p in programs.items())
+    m.set_params(init)
+    other = without_time(m.fit(epochs=2, lr=0.02, **options))
+    fresh = nncompile.compile(sample(name), device="cpu")
+    assert other == without_time(fresh.fit(epochs=2, lr=0.02, **options)) != first
+
+
 def test_another_seed_gives_other_weights(sample):
     a = nncompile.compile(sample("digits_mlp"), device="cpu").params
     src = open_sample("digits_mlp").replace("epochs    = 30", "epochs    = 30\n  seed = 7")

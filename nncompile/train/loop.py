@@ -154,8 +154,9 @@ def _metrics(model, record, part, xs, ys, kind, with_loss):
     if kind is None and not with_loss:
         return
     feeds = dict(xs)
-    feeds.update(ys)
-    prog = model._program("evaluate")
+    if with_loss:
+        feeds.update(ys)
+    prog = model._program("evaluate" if with_loss else "predict")
     g = prog.schedule.graph
     n = len(next(iter(xs.values())))
     loss_sum, right = 0.0, 0
@@ -163,7 +164,8 @@ def _metrics(model, record, part, xs, ys, kind, with_loss):
     for s in range(0, n, 1024):
         roots = prog({k: v[s:s + 1024] for k, v in feeds.items()})
         m = min(1024, n - s)
-        loss_sum += float(roots[g.loss]) * m
+        if with_loss:
+            loss_sum += float(roots[g.loss]) * m
         if kind:
             right += accuracy(roots[g.outputs[out_name]], next(iter(ys.values()))[s:s + m],
                               kind[1])

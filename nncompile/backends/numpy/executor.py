@@ -219,8 +219,15 @@ class NumpyProgram:
         """The stream of this program's dropout masks, default_rng([seed, 2]):
         shared by every batch size, so each run draws the next masks."""
         if self._rng is None:
-            self._rng = np.random.default_rng([seed, 2])
+            self._rng, self._seed = np.random.default_rng([seed, 2]), seed
         return self._rng
+
+    def restart(self) -> None:
+        """Draw dropout masks from the start of their stream again (a new fit);
+        the bound calls keep the same generator."""
+        if self._rng is not None:
+            self._rng.bit_generator.state = \
+                np.random.default_rng([self._seed, 2]).bit_generator.state
 
     def bound(self, batch: int) -> _Bound:
         b = self._bound.get(batch)
