@@ -23,13 +23,34 @@ def _sum_vjp(b, n, g):
                                                "keepdims": n.attrs["keepdims"]})]
 
 
+ROW_SUM_MAX = 64     # rows up to this long are summed by a matmul with ones
+
+
+def row_sum_call(x, out):
+    """A call summing the last axis of x into out, or None. numpy reduces a
+    short last axis row by row, slowly (33 us for 1024 rows of 10 on the bench
+    machine); a matmul with a column of ones does it in one BLAS call (8 us).
+    Only for contiguous x whose rows are short, and out not overlapping x."""
+    k = x.shape[-1] if x.ndim >= 2 else 0
+    if not 1 < k <= ROW_SUM_MAX or not x.flags.c_contiguous or out.size * k != x.size \
+            or not out.flags.c_contiguous or np.shares_memory(x, out):
+        return None
+    ones = np.ones((k, 1), x.dtype)
+    return partial(np.matmul, x.reshape(-1, k), ones, out=out.reshape(-1, 1))
+
+
+def _sum_bind(out, ins, a):
+    x = ins[0]
+    last = normalize_axes(a["axes"], x.ndim) == (x.ndim - 1,)
+    call = row_sum_call(x, out) if last else None
+    return call or partial(np.add.reduce, x, axis=a["axes"], keepdims=a["keepdims"], out=out)
+
+
 define("sum", "reduce", _reduce_infer,
        lambda ins, a: np.sum(ins[0], axis=a["axes"], keepdims=a["keepdims"]),
        _sum_vjp,
        lambda out, ins, a: np.sum(ins[0], axis=a["axes"], keepdims=a["keepdims"], out=out),
-       "reduce_sum",
-       bind=lambda out, ins, a: partial(np.add.reduce, ins[0], axis=a["axes"],
-                                        keepdims=a["keepdims"], out=out))
+       "reduce_sum", bind=_sum_bind)
 
 
 def _max_vjp(b, n, g):

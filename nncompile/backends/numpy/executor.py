@@ -15,6 +15,7 @@ import numpy as np
 
 from ...ir.graph import N
 from ...ops import REGISTRY
+from ...ops.reduce import row_sum_call
 from ...ops.registry import bind_call
 from . import pack
 
@@ -161,13 +162,14 @@ def _scalar(value):
 
 def _log_softmax_calls(out, x, temp) -> list:
     """ops/reduce.py's _log_softmax_into, bound: max, shift, exp, sum, log,
-    subtract along the last axis; temporaries in scratch (live only here)."""
+    subtract along the last axis (the sum as a matmul with ones where
+    row_sum_call allows); temporaries in scratch (live only here)."""
     keep = out.shape[:-1] + (1,)
     m, s, e = temp(keep, 0), temp(keep, 1), temp(out.shape, 0)
     return [partial(np.maximum.reduce, x, axis=-1, keepdims=True, out=m),
             partial(np.subtract, x, m, out=out),
             partial(np.exp, out, out=e),
-            partial(np.add.reduce, e, axis=-1, keepdims=True, out=s),
+            row_sum_call(e, s) or partial(np.add.reduce, e, axis=-1, keepdims=True, out=s),
             partial(np.log, s, out=s),
             partial(np.subtract, out, s, out=out)]
 

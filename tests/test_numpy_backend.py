@@ -1,6 +1,8 @@
-"""The numpy backend's horizontal fusion of the update (backends/numpy/pack.py):
-the same results, bit for bit, as the update applied param by param, in
-fewer calls; and a run is not formed where moving it would change a value."""
+"""What the numpy backend does at bind time: the horizontal fusion of the
+update (backends/numpy/pack.py: the same results, bit for bit, as the update
+param by param, in fewer calls, and no run where moving it would change a
+value), values fixed per batch size computed once, and short-row sums as
+matmuls."""
 import glob
 import os
 
@@ -144,3 +146,26 @@ def test_values_fixed_per_batch_size_are_computed_once_at_bind():
         scalar = [c.func for c in prog.bound(batch).calls
                   if all(np.ndim(a) == 0 for a in getattr(c, "args", (0,)))]
         assert scalar == [np.divide]        # sum / -count; -count is not recomputed
+
+
+@pytest.mark.parametrize("shape", [(7, 10), (3, 5, 2), (129, 64)])
+def test_short_rows_are_summed_by_a_matmul_with_ones(shape):
+    from nncompile.ops.reduce import _sum_bind
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    for keepdims in (False, True):
+        out = np.zeros(shape[:-1] + ((1,) if keepdims else ()), np.float32)
+        call = _sum_bind(out, [x], {"axes": (-1,), "keepdims": keepdims})
+        assert call.func is np.matmul
+        call()
+        np.testing.assert_allclose(out, x.astype(np.float64).sum(-1, keepdims=keepdims),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_long_rows_and_strided_values_keep_numpys_reduction():
+    from nncompile.ops.reduce import _sum_bind
+    x = np.ones((4, 100), np.float32)
+    assert _sum_bind(np.zeros(4, np.float32), [x], {"axes": (1,), "keepdims": False}).func \
+        == np.add.reduce
+    t = np.ones((10, 4), np.float32).T          # rows of 10 that are not contiguous
+    call = _sum_bind(np.zeros(4, np.float32), [t], {"axes": (1,), "keepdims": False})
+    assert call.func == np.add.reduce
