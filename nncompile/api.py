@@ -281,7 +281,8 @@ class Model:
 
     def fit(self, **overrides) -> list:
         """Train as the train block says; keyword overrides: any train key
-        (epochs, batch, lr, ...), x, y (and x_test, y_test), on_epoch(record)."""
+        (epochs, batch, lr, ...), x, y (and x_test, y_test), on_epoch(record),
+        on_start({"train": rows, "test": rows}) once the data is loaded and checked."""
         from .train.loop import fit
         return fit(self, **overrides)
 

@@ -152,10 +152,13 @@ def cmd_run(args) -> int:
     history_path = os.path.join(folder, f"{stem}.history.json")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise DataError("--out must be a folder", file=args.out)
-    print(f"nncompile: training {model.name} on {cfg.data} ({model.device}, {epochs} "
-          f"epoch{'' if epochs == 1 else 's'}, "
-          f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
-                                  else "") + ")")
+
+    def header(rows):
+        held = f" + {rows['test']} held out" if rows["test"] else ""
+        print(f"nncompile: training {model.name} on {cfg.data}, {rows['train']} examples{held} "
+              f"({model.device}, {epochs} epoch{'' if epochs == 1 else 's'}, "
+              f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
+                                      else "") + ")", flush=True)
 
     def report(record):
         if not args.quiet and _should_print(record["epoch"], epochs):
@@ -165,7 +168,7 @@ def cmd_run(args) -> int:
                   "gradients?); try a smaller lr or clip = 1.0", file=sys.stderr)
 
     try:
-        history = model.fit(epochs=epochs, on_epoch=report)
+        history = model.fit(epochs=epochs, on_epoch=report, on_start=header)
     except Interrupted as e:
         print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
               "nothing was written", file=sys.stderr)

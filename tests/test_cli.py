@@ -69,7 +69,7 @@ def test_run_writes_weights_and_history(work):
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "nncompile: training xor on xor (cpu, 50 epochs, batch 4)"
+    assert lines[0] == "nncompile: training xor on xor, 4 examples (cpu, 50 epochs, batch 4)"
     assert sum(ln.startswith("epoch ") for ln in lines) == 50
     assert lines[1].startswith("epoch  1/50  loss ")
     assert lines[-3].startswith("final: loss ")
@@ -235,6 +235,7 @@ def test_missing_data_file(work):
     assert lines[1:3] == ['      data = "nope.csv"', "             ^^^^^^^^^^"]
     assert lines[3].startswith(f"hint: looked for {work / 'nope.csv'}; supported: .csv")
     assert not (work / "nodata.weights.npz").exists()
+    assert r.stdout == ""          # no "training ..." line for a run that cannot start
 
 
 def test_data_that_does_not_fit_the_input(work):
@@ -243,6 +244,7 @@ def test_data_that_does_not_fit_the_input(work):
     r = cli("run", "wrong.nn", "--epochs", "1", "--device", "cpu", cwd=work)
     user_fault(r, "wrong.nn:13:10: error: data set 'digits': each example has 64 values but "
                   "the model's input is [2] (2 values)")
+    assert r.stdout == ""
 
 
 def test_csv_with_a_wrong_column_count_names_the_row(work):

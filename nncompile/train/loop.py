@@ -56,7 +56,8 @@ def _as_feeds(model, x, y):
     return model._as_dict(x, "input"), model._as_dict(y, "target")
 
 
-def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overrides) -> list:
+def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start=None,
+        **overrides) -> list:
     cfg = model.config(**overrides)
     if model.graph.loss is None:
         raise DataError(f"model {model.name} has no loss, so it cannot train",
@@ -74,6 +75,8 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, **overri
     if n == 0:
         raise DataError("there are no training examples")
     n_test = len(next(iter(xt.values()))) if xt else 0
+    if on_start is not None:        # the data is loaded and fits the model
+        on_start({"train": n, "test": n_test})
 
     model._reset_optimizer()
     if model.device == "cuda":
