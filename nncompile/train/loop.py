@@ -90,6 +90,7 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         grads = batch_runner(grads_prog, xs, ys)
         update = model._program("update", cfg)
         acc = {k: model._storage[f"grad/{k}"] for k in model.graph.params}
+        scaled = {k: np.empty_like(a) for k, a in acc.items()}   # w * grad, reused
     rng = np.random.default_rng([cfg.seed, 1])
     kind = accuracy_kind(model, ys)
     history = []
@@ -115,7 +116,8 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
                             g = grads_prog.schedule.graph
                             w = np.float32(len(b) / weight_total)
                             for k, a in acc.items():
-                                a += roots[g.grads[k]] * w
+                                np.multiply(roots[g.grads[k]], w, out=scaled[k])
+                                a += scaled[k]
                         update.run(1)
                     seen += sum(len(b) for b in chunk)
             record = {"epoch": epoch, "loss": total / seen}
