@@ -164,9 +164,15 @@ class Model:
                                                                                   cfg)))
             else:
                 sched = pipeline.program(self.graph, cfg=self.train_config, **roles)
-            new = {node.attrs["name"]: np.full(node.shape, node.attrs["value"], np.float32)
-                   for node in sched.graph.nodes   # optimizer buffers, accumulated grads
-                   if node.op == "state" and node.attrs["name"] not in self._storage}
+            new = {}
+            for node in (n for n in sched.graph.nodes if n.op == "state"):
+                name, value = node.attrs["name"], node.attrs["value"]
+                # optimizer buffers, accumulated grads; one left by an earlier
+                # program starts fresh again
+                if name in self._storage:
+                    self._storage[name].fill(value)
+                else:
+                    new[name] = np.full(node.shape, value, np.float32)
             for family in _families(new, self.graph.params):
                 store_family(self._storage, family)
             prog = self._programs[key] = make_program(self.device, sched, self._storage)
@@ -193,8 +199,9 @@ class Model:
         """The optimizer buffers of the programs built so far (state leaves)."""
         seen = {}
         for prog in self._programs.values():
-            for node in prog.schedule.graph.state.values():
-                seen.setdefault(node.attrs["name"], node)
+            for node in prog.schedule.graph.nodes:
+                if node.op == "state":
+                    seen.setdefault(node.attrs["name"], node)
         return list(seen.values())
 
     # feeding data -------------------------------------------------------------

@@ -81,6 +81,10 @@ def test_a_second_fit_starts_afresh_on_the_programs_already_built(sample, name, 
     other = without_time(m.fit(epochs=2, lr=0.02, **options))
     fresh = nncompile.compile(sample(name), device="cpu")
     assert other == without_time(fresh.fit(epochs=2, lr=0.02, **options)) != first
+    m.set_params(init)              # another optimizer, then back: no stale buffers
+    m.fit(epochs=1, optimizer="sgd", momentum=0.5, **options)
+    m.set_params(init)
+    assert without_time(m.fit(epochs=2, **options)) == first
 
 
 def test_another_seed_gives_other_weights(sample):
