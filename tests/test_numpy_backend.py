@@ -169,3 +169,36 @@ def test_long_rows_and_strided_values_keep_numpys_reduction():
     t = np.ones((10, 4), np.float32).T          # rows of 10 that are not contiguous
     call = _sum_bind(np.zeros(4, np.float32), [t], {"axes": (1,), "keepdims": False})
     assert call.func == np.add.reduce
+
+
+def _flat_calls(calls):
+    from nncompile.ops.conv import _run_all
+    out = []
+    for c in calls:
+        out += _flat_calls(c.args[0]) if getattr(c, "func", None) is _run_all else [c]
+    return out
+
+
+def test_a_conv_and_its_weight_gradient_share_the_im2col_columns(monkeypatch):
+    """lenet's two convs, at a batch of two blocks (32 + 8 examples): the
+    weight gradients read the forward's columns, so 2 copies fewer per conv
+    and block, and the training steps give the same params bit for bit."""
+    from nncompile.backends.numpy import executor
+    path = os.path.join(os.path.dirname(__file__), "..", "samples", "lenet.nn")
+    results, counts = [], []
+    for share in (executor.SHARE_COLS, ()):
+        monkeypatch.setattr(executor, "SHARE_COLS", share)
+        m = nncompile.compile(path, device="cpu")
+        cfg = m.config(accumulate=1)
+        sched = pipeline.program(m.graph, updates=True, cfg=cfg)
+        flat, _ = _storages(m, sched)
+        prog = NumpyProgram(sched, flat)
+        feeds = {k: np.random.default_rng(3).standard_normal(b.shape).astype(np.float32)
+                 for k, b in prog.feeds(40).items()}
+        for _ in range(2):
+            prog(feeds)
+        results.append({k: v.copy() for k, v in flat.items()})
+        counts.append(len(_flat_calls(prog.bound(40).calls)))
+    for k in results[1]:
+        assert np.array_equal(results[0][k], results[1][k]), k
+    assert counts[1] - counts[0] == 2 * 2 * 2

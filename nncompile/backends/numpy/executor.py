@@ -15,6 +15,7 @@ import numpy as np
 
 from ...ir.graph import N
 from ...ops import REGISTRY
+from ...ops.conv import SHARE_COLS
 from ...ops.reduce import row_sum_call
 from ...ops.registry import bind_call
 from . import pack
@@ -50,6 +51,7 @@ class _Bound:
                 self.value[n] = program.storage[s.writes[n]] if n in s.writes else \
                     slots[s.slot[n]]
         self.scratch = {}
+        self.cols = {}         # im2col columns a forward conv shares with its weight gradient
         self.calls = []
         # values fixed for a batch size (constants, counts and what only they
         # feed): computed once here, never per step
@@ -143,12 +145,16 @@ class _Bound:
 
     def _bind(self, op, out, ins, attrs) -> list:
         """The calls computing one primitive into out. The registry's bind where
-        it has one; log_softmax as its into() does it, with its temporaries in
-        scratch buffers instead of fresh arrays each run; any other op straight
-        to its into() (same results: the same numpy calls in the same order)."""
+        it has one (a conv and its weight gradient share their im2col columns
+        through self.cols); log_softmax as its into() does it, with its
+        temporaries in scratch buffers instead of fresh arrays each run; any
+        other op straight to its into() (same results: the same numpy calls in
+        the same order)."""
         if op == "log_softmax":
             return _log_softmax_calls(out, ins[0], self._temp)
         d = REGISTRY[op]
+        if op in SHARE_COLS:
+            return [d.bind(out, ins, attrs, cols_cache=self.cols)]
         if d.bind is None and d.into is not None:
             return [partial(d.into, out, ins, attrs)]
         return [bind_call(d, out, ins, attrs)]
