@@ -202,3 +202,15 @@ def test_a_conv_and_its_weight_gradient_share_the_im2col_columns(monkeypatch):
     for k in results[1]:
         assert np.array_equal(results[0][k], results[1][k]), k
     assert counts[1] - counts[0] == 2 * 2 * 2
+
+
+def test_relu_compares_with_a_zeros_array_and_gives_maximums_bits():
+    from nncompile.ops import REGISTRY
+    x = np.random.default_rng(4).standard_normal((33, 7)).astype(np.float32)
+    x[0, :3] = [np.nan, -0.0, 0.0]
+    out = np.empty_like(x)
+    call = REGISTRY["relu"].bind(out, [x], {})
+    assert call.args[1].shape == x.shape and not call.args[1].any()
+    call()
+    want = np.maximum(x, np.float32(0))
+    assert np.array_equal(out.view(np.int32), want.view(np.int32))

@@ -6,6 +6,8 @@ GEMM + bias + activation need not keep its pre-activation for the backward pass.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..ir.graph import ShapeError
@@ -63,10 +65,21 @@ _unary("sqrt", lambda x, a: np.sqrt(x),
 _unary("square", lambda x, a: np.square(x),
        lambda b, n, g: [b.add("mul", [g, b.add("mul", [n.inputs[0], b.const(2.0)])])],
        "({a}*{a})", _ufunc1(np.square), bind=ufunc_bind(np.square))
+def _relu_bind(out, x):
+    """np.maximum(x, 0). numpy's maximum against a broadcast scalar runs a slow
+    loop on the bench machine (numpy 2.4: 3.0 us for 1024 float32 and 260 us
+    for 221,184, against 1.4 us and 50 us with a zeros array of x's shape; an
+    add takes 43 us), so relu compares with a zeros array allocated here. The
+    results are the same."""
+    if out.ndim and x.shape == out.shape:
+        return partial(np.maximum, x, np.zeros(out.shape, out.dtype), out=out)
+    return partial(np.maximum, x, out.dtype.type(0), out=out)
+
+
 _unary("relu", lambda x, a: np.maximum(x, 0).astype(x.dtype),
        lambda b, n, g: [b.add("mul", [g, b.add("step", [n])])], "fmaxf({a}, 0.f)",
        lambda out, ins, a: np.maximum(ins[0], 0, out=out), doc="relu'(x) = step(relu(x))",
-       bind=ufunc_bind(np.maximum, np.float32(0)))
+       bind=lambda out, ins, a: _relu_bind(out, ins[0]))
 
 
 def _sigmoid(x, a):
