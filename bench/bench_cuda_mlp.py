@@ -75,9 +75,47 @@ def run_nncompile(x, y, epochs):
                   "epoch_times_s": times, "first_epoch_loss": hist[0]["loss"]}
 
 
-def run_torch(x, y, epochs, init, mode):
+def train_torch(model, x, y, perms, batch, lr, mode, device="cuda"):
+    """Whole epochs of torch training (SGD momentum 0.9, soft-target cross
+    entropy) over the given permutations: {samples_per_s (the best epoch after
+    the first), epoch_times_s, first_epoch_loss}. mode: "eager" or a
+    torch.compile mode. Shared with bench_cuda_lenet.py."""
     import torch
     import torch.nn.functional as F
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    fwd = model if mode == "eager" else torch.compile(model, mode=mode)
+
+    def opt_step():
+        opt.step()
+    step = opt_step if mode == "eager" else torch.compile(opt_step, mode=mode)
+    n = len(x)
+    xd, yd = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+    times, first_loss = [], None
+    for perm in perms:
+        p = torch.from_numpy(perm).to(dev)
+        total = torch.zeros((), device=dev, dtype=torch.float64)
+        sync()
+        t0 = time.perf_counter()
+        for s in range(0, n, batch):
+            idx = p[s:s + batch]
+            xb, yb = xd[idx], yd[idx]
+            loss = F.cross_entropy(fwd(xb), yb)
+            loss.backward()
+            step()
+            opt.zero_grad(set_to_none=False)
+            total += loss.detach().double() * len(idx)
+        sync()
+        times.append(time.perf_counter() - t0)
+        if first_loss is None:
+            first_loss = float(total) / n
+    return {"samples_per_s": n / min(times[1:] or times), "epoch_times_s": times,
+            "first_epoch_loss": first_loss}
+
+
+def run_torch(x, y, epochs, init, mode):
+    import torch
     dev = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -88,33 +126,7 @@ def run_torch(x, y, epochs, init, mode):
         for layer, name in zip((model[0], model[2], model[4]), ("h1", "h2", "logits")):
             layer.weight.copy_(torch.from_numpy(init[f"{name}.weight"].T.copy()))
             layer.bias.copy_(torch.from_numpy(init[f"{name}.bias"]))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    fwd = model if mode == "eager" else torch.compile(model, mode=mode)
-
-    def opt_step():
-        opt.step()
-    step = opt_step if mode == "eager" else torch.compile(opt_step, mode=mode)
-    xd, yd = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-    times, first_loss = [], None
-    for perm in permutations(epochs):
-        p = torch.from_numpy(perm).to(dev)
-        total = torch.zeros((), device=dev, dtype=torch.float64)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for s in range(0, N_EXAMPLES, BATCH):
-            idx = p[s:s + BATCH]
-            xb, yb = xd[idx], yd[idx]
-            loss = F.cross_entropy(fwd(xb), yb)
-            loss.backward()
-            step()
-            opt.zero_grad(set_to_none=False)
-            total += loss.detach().double() * len(idx)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-        if first_loss is None:
-            first_loss = float(total) / N_EXAMPLES
-    return {"samples_per_s": N_EXAMPLES / min(times[1:] or times), "epoch_times_s": times,
-            "first_epoch_loss": first_loss}
+    return train_torch(model, x, y, permutations(epochs), BATCH, 0.01, mode)
 
 
 COMPILE_SCRIPT = """
@@ -123,7 +135,7 @@ sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 import nncompile
 from nncompile.backends.cuda import nvcc
-m = nncompile.compile_source({model!r}, device="cuda", file="mnist_mlp.nn")
+m = nncompile.compile_source({model!r}, device="cuda", file="bench.nn")
 m._program("step", m.train_config)
 m._program("evaluate")
 m._program("predict")
@@ -131,7 +143,7 @@ print(json.dumps(dict(nvcc.STATS, wall=time.perf_counter() - t0)))
 """
 
 
-def compile_times():
+def compile_times(model=MODEL):
     """Two fresh processes on an empty cache: the first compiles the training
     step, evaluation and prediction programs, the second finds them cached."""
     with tempfile.TemporaryDirectory() as cache:
@@ -139,7 +151,7 @@ def compile_times():
         runs = []
         for _ in range(2):
             out = subprocess.run([sys.executable, "-c",
-                                  COMPILE_SCRIPT.format(root=ROOT, model=MODEL)],
+                                  COMPILE_SCRIPT.format(root=ROOT, model=model)],
                                  env=env, capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     cold, warm = runs
