@@ -73,6 +73,7 @@ import nncompile  # noqa: E402
 from nncompile.train import loop as nnloop  # noqa: E402
 
 from bench_compile import ForeignLoad, wait_quiet  # noqa: E402
+from bench_mlp_cpu import nncompile_steps as mlp_steps  # noqa: E402
 
 F32 = np.float32
 BATCH, LR, MOMENTUM, SEED = 64, 0.05, 0.9, 0
@@ -116,17 +117,8 @@ def epoch_orders(n: int, epochs: int) -> list:
 # ---------------------------------------------------------------- the contenders
 
 def nncompile_steps(model, x, y, orders) -> list:
-    """fit's batch loop over the compiled step program."""
-    step = nnloop.batch_runner(model._program("step", model.train_config), {"x": x}, {"y": y})
-    losses = []
-    for order in orders:
-        total = 0.0
-        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            for s in range(0, len(order), BATCH):
-                idx = order[s:s + BATCH]
-                total += step(idx) * len(idx)
-        losses.append(total / len(order))
-    return losses
+    """fit's batch loop over the compiled step program (bench_mlp_cpu's)."""
+    return mlp_steps(model, x, y, orders, BATCH)
 
 
 class TorchLeNet:
