@@ -69,11 +69,9 @@ class _Bound:
                 self.calls += self._fused(n.attrs["body"], out, ins)
             elif n.op == "count" or (REGISTRY[n.op].kind == "elementwise" and n not in s.writes
                                      and all(id(x) in self.fixed for x in ins)):
-                if n.op != "count":        # its own buffer: its slot is shared
-                    out = self.value[n] = np.zeros(out.shape, DTYPE)
-                for call in self._bind(n.op, out, ins, n.attrs):
-                    call()
-                self.fixed[id(out)] = out
+                # a count fills its own buffer; anything else gets one (its slot is shared)
+                self.value[n] = self._fix(n.op, out if n.op == "count" else None, out.shape,
+                                          ins, n.attrs)
             elif n.op == "random":
                 self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
                                           n.attrs["rate"]))
@@ -109,10 +107,7 @@ class _Bound:
             shape = _result_shape(op, xs, attrs)
             if j < len(body) - 1 and REGISTRY[op].kind == "elementwise" and all(
                     kind == "c" or id(x) in self.fixed for x, (kind, _) in zip(xs, args)):
-                vals.append(np.zeros(shape, DTYPE))     # fixed: computed once, here
-                for call in self._bind(op, vals[-1], xs, attrs):
-                    call()
-                self.fixed[id(vals[-1])] = vals[-1]
+                vals.append(self._fix(op, None, shape, xs, attrs))
                 continue
             if j == len(body) - 1:
                 dst = out
@@ -128,6 +123,16 @@ class _Bound:
             calls += self._bind(op, dst, xs, attrs)
             vals.append(dst)
         return calls
+
+    def _fix(self, op, out, shape, ins, attrs) -> np.ndarray:
+        """A value fixed for this batch size: computed once, now, into out (or
+        a buffer of its own), and remembered as fixed."""
+        if out is None:
+            out = np.zeros(shape, DTYPE)
+        for call in self._bind(op, out, ins, attrs):
+            call()
+        self.fixed[id(out)] = out
+        return out
 
     @staticmethod
     def _head_shape(entry, ins) -> tuple:
