@@ -55,6 +55,40 @@ def compile_source(text: str, device: str = "auto", file: str = "<string>",
     return Model(graph, train, text, file, device, quiet)
 
 
+def _physical_memory() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE")) * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return float("inf")
+
+
+def _initial_params(graph, seed: int, source: str) -> dict:
+    """name -> each param's initial value. Params that cannot fit in memory
+    (more float32 bytes than the machine has, or an allocation that fails)
+    are an error at the statement that declares the largest of them."""
+    sizes = {name: 4.0 * np.prod(p.shape, dtype=np.float64) for name, p in graph.params.items()}
+    if sum(sizes.values()) <= _physical_memory():
+        try:
+            return {name: initial_value(p.attrs["init"], p.shape, seed, name)
+                    for name, p in graph.params.items()}
+        except MemoryError:
+            pass
+    name = max(sizes, key=sizes.get)
+    p = graph.params[name]
+    total = sum(sizes.values())
+    raise CompileError([Diagnostic(
+        p.span, f"the model's params do not fit in memory: they take {_bytes(total)}, "
+        f"{_bytes(sizes[name])} of it for {name} {fmt_shape(p.shape)}",
+        "make this layer smaller")], source)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
 def _optimizer_settings(cfg) -> tuple | None:
     """What a step or update program bakes in from the train block."""
     if cfg is None:
@@ -97,9 +131,7 @@ class Model:
             what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")
             raise DeviceError(Diagnostic(span, what, hint or None).render(source)) from None
         self._storage = make_storage(self.device)
-        store_family(self._storage, {name: initial_value(p.attrs["init"], p.shape, train.seed,
-                                                         name)
-                                     for name, p in graph.params.items()})
+        store_family(self._storage, _initial_params(graph, train.seed, source))
         self._programs = {}
         self._built_for = {}       # "step"/"update" -> the optimizer settings built in
 

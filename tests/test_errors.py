@@ -464,6 +464,39 @@ def _mutants(n: int, seed: int):
         yield s
 
 
+HUGE = "input x[2]\ntarget y[1]\nh = dense(x, 1e12)\noutput p = dense(h, 1)\nloss mse(p, y)\n"
+HUGE_LINE = ("m.nn:3:5: error: the model's params do not fit in memory: they take 16.0 TB, "
+             "8.0 TB of it for h.weight [2, 1000000000000]")
+
+
+def test_params_larger_than_memory_point_at_the_largest_layer():
+    err = _error(HUGE)
+    assert _first(err) == (HUGE_LINE, "make this layer smaller")
+
+
+def test_params_whose_allocation_fails_point_at_the_largest_layer(monkeypatch):
+    """Where the machine's memory is not known (or seems enough), a failed
+    allocation is the same error, not a MemoryError."""
+    from nncompile import api
+    monkeypatch.setattr(api, "_physical_memory", lambda: float("inf"))
+    err = _error(HUGE)
+    assert _first(err) == (HUGE_LINE, "make this layer smaller")
+
+
+def test_params_that_fit_are_not_checked_again(monkeypatch):
+    from nncompile import api
+    monkeypatch.setattr(api, "_physical_memory", lambda: 4.0 * (2 * 3 + 3 + 3 + 1))
+    m = nncompile.compile_source("input x[2]\ntarget y[1]\nh = dense(x, 3)\n"
+                                 "output p = dense(h, 1)\nloss mse(p, y)\n", file="m.nn",
+                                 device="cpu")
+    assert sum(v.size for v in m.params.values()) == 13
+    monkeypatch.setattr(api, "_physical_memory", lambda: 4.0 * 12)
+    with pytest.raises(CompileError, match="they take 52 bytes, 24 bytes of it for h.weight"):
+        nncompile.compile_source("input x[2]\ntarget y[1]\nh = dense(x, 3)\n"
+                                 "output p = dense(h, 1)\nloss mse(p, y)\n", file="m.nn",
+                                 device="cpu")
+
+
 def test_mangled_samples_fail_only_with_compile_errors():
     """Random edits of the samples either compile or raise CompileError whose every
     diagnostic has a real position: never another exception."""
