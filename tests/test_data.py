@@ -374,3 +374,94 @@ def test_normalize_exact_values_over_flattened_features():
     with pytest.raises(DataError) as e:
         prepare(ds, (4,), (1,), 0.0, "minmax2", 0)
     assert "unknown normalize 'minmax2'" in str(e.value) and "did you mean 'minmax'?" in e.value.hint
+
+
+# ---------------------------------------------------------------- every fault has a hint
+
+def _broken_files(d):
+    """(name, load call) for one broken data file of each kind the loaders reject."""
+    imgs = np.zeros((3, 2, 2), np.uint8)
+    cases = []
+
+    def csv_file(name, text):
+        (d / name).write_text(text)
+        return lambda: load_file(str(d / name), 2, 1)
+
+    cases += [("csv_not_utf8", lambda: ((d / "b.csv").write_bytes(b"1,2,\xff\n"),
+                                        load_file(str(d / "b.csv"), 2, 1))[1]),
+              ("csv_header_only", csv_file("h.csv", "a,b,y\n")),
+              ("csv_ragged", csv_file("r.csv", "1,2,3\n1,2\n")),
+              ("csv_not_a_number", csv_file("n.csv", "1,2,3\n1,x,3\n")),
+              ("csv_bad_label", lambda: ((d / "l.csv").write_text("1,2,7\n"),
+                                         load_file(str(d / "l.csv"), 2, 3))[1])]
+
+    def npz_file(name, **arrays):
+        np.savez(d / name, **arrays)
+        return lambda: load_file(str(d / name), 2, 1)
+
+    (d / "junk.npz").write_bytes(b"not a zip")
+    cases += [("npz_unreadable", lambda: load_file(str(d / "junk.npz"), 2, 1)),
+              ("npz_missing_y", npz_file("m.npz", x=np.zeros((2, 2)))),
+              ("npz_strings", npz_file("s.npz", x=np.array([["a", "b"]]), y=np.zeros(1))),
+              ("npz_lengths", npz_file("l.npz", x=np.zeros((3, 2)), y=np.zeros(2))),
+              ("npz_empty", npz_file("e.npz", x=np.zeros((0, 2)), y=np.zeros(0))),
+              ("npz_nan_x", npz_file("nx.npz", x=np.array([[0, np.nan]]), y=np.zeros(1))),
+              ("npz_nan_y", npz_file("ny.npz", x=np.zeros((2, 2)), y=np.array([0, np.inf])))]
+
+    def idx_pair(name, images, labels):
+        (d / f"{name}-images-idx3-ubyte").write_bytes(images)
+        if labels is not None:
+            (d / f"{name}-labels-idx1-ubyte").write_bytes(labels)
+        return lambda: load_file(str(d / f"{name}-images-idx3-ubyte"), 4, 10)
+
+    good_images = write_idx(d / "ok-images-idx3-ubyte", imgs).read_bytes()
+    good_labels = write_idx(d / "ok-labels-idx1-ubyte", np.zeros(3, np.uint8)).read_bytes()
+    cases += [("idx_empty", idx_pair("e", b"", good_labels)),
+              ("idx_header_cut", idx_pair("h", good_images[:9], good_labels)),
+              ("idx_body_cut", idx_pair("b", good_images[:-1], good_labels)),
+              ("idx_bad_gzip", idx_pair("z", b"\x1f\x8b\x08junk", good_labels)),
+              ("idx_counts", idx_pair("c", good_images, good_labels[:-1] + b"")),
+              ("idx_no_labels", idx_pair("n", good_images, None))]
+    no_images = write_idx(d / "none-images-idx3-ubyte", np.zeros((0, 2, 2), np.uint8))
+    write_idx(d / "none-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    cases.append(("idx_no_images", lambda: load_file(str(no_images), 4, 10)))
+    return cases
+
+
+def test_every_data_file_fault_has_a_hint(tmp_path):
+    """Each loader error names the file and ends in a hint saying what to do."""
+    cases = _broken_files(tmp_path)
+    assert len(cases) == 19
+    for name, call in cases:
+        with pytest.raises(DataError) as info:
+            call()
+        e = info.value
+        assert e.file and str(tmp_path) in e.file, name
+        assert e.hint, f"{name}: {e}"
+        assert str(e).endswith("\nhint: " + e.hint), name
+
+
+def test_preparation_faults_have_hints():
+    ds = Dataset(np.zeros((4, 3), np.float32), np.array([0, 1, 5, 2]), True, "d.csv", 0.2)
+    with pytest.raises(DataError) as info:
+        prepare(ds, (3,), (4,), 0.2, "none", 0)
+    assert str(info.value) == ("d.csv: error: class label 5 of example 2 is outside 0..3 for "
+                               "the target [4]\nhint: the target needs one entry per class: "
+                               "target y[6] for labels 0..5")
+    for args, text in [(((2,), (4,), 0.2), "change the model's input shape"),
+                       (((3,), (0,), 0.2), r"declare the target as y\[6\]"),
+                       (((3,), (4,), 1.0), "split is the held-out share")]:
+        with pytest.raises(DataError, match=text):
+            prepare(ds, *args, "none", 0)
+    values = Dataset(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), False, "v.npz",
+                     0.2)
+    with pytest.raises(DataError, match="change the model's target shape"):
+        prepare(values, (3,), (3,), 0.2, "none", 0)
+
+
+def test_an_empty_idx_file_says_so(tmp_path):
+    (tmp_path / "e-images-idx3-ubyte").write_bytes(b"")
+    write_idx(tmp_path / "e-labels-idx1-ubyte", np.zeros(1, np.uint8))
+    with pytest.raises(DataError, match=r"bad idx magic number missing \(the file has 0 "
+                                        r"bytes\); expected 0x00000803 for images"):
+        load_file(str(tmp_path / "e-images-idx3-ubyte"), 4, 10)

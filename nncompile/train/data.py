@@ -167,7 +167,8 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
             rows = [(reader.line_num, row) for row in reader
                     if any(c.strip() for c in row)]
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read as csv text: {e}", file=path) from None
+        raise DataError(f"cannot read as csv text: {e}", file=path,
+                        hint="save the data as UTF-8 text, one example per line") from None
     if not rows:
         raise DataError("the file is empty", file=path,
                         hint="a csv row holds the input values, then the target values")
@@ -178,7 +179,8 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
     if not numeric(rows[0][1]) and (len(rows) == 1 or numeric(rows[1][1])):
         rows = rows[1:]                                     # a header
         if not rows:
-            raise DataError("the file has a header but no data rows", file=path)
+            raise DataError("the file has a header but no data rows", file=path,
+                            hint="add one row per example below the header")
 
     forms = {nf + nt: f"{nf + nt} ({_plural(nf, 'feature')} + {_plural(nt, 'target')})"}
     if nt == 0:                                             # inputs only (predict)
@@ -191,7 +193,7 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
     for line, row in rows:
         if len(row) != width or width not in forms:
             need = forms[width] if width in forms else " or ".join(forms.values())
-            hint = None
+            hint = "each row holds an example's input values, then its target" if nt else None
             if len(row) == 1 and (";" in row[0] or "\t" in row[0]):
                 hint = "cells must be separated by commas"
             elif width in forms and nt > 1:
@@ -205,7 +207,9 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
         if vals is None or not all(map(math.isfinite, vals)):
             col = next(i for i, c in enumerate(row) if _number(c) is None)
             raise DataError(f"column {col + 1}: '{row[col].strip()}' is not a finite number",
-                            file=path, row=line)
+                            file=path, row=line,
+                            hint="every cell is a number such as 3, -0.5 or 1e-3; only the "
+                                 "first line may be a header")
         values.append(vals)
     data = np.asarray(values, dtype=np.float64)
     x = data[:, :nf].astype(np.float32)
@@ -227,7 +231,8 @@ def _load_npz(path: str, nt: int) -> Dataset:
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a DataError
-        raise DataError(f"not a readable .npz file ({e})", file=path) from None
+        raise DataError(f"not a readable .npz file ({e})", file=path,
+                        hint="save with np.savez(path, x=inputs, y=targets)") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise DataError("not an .npz archive (a single array?)", file=path,
                         hint="save with np.savez(path, x=inputs, y=targets)")
@@ -240,26 +245,33 @@ def _load_npz(path: str, nt: int) -> Dataset:
         try:
             x, y = z["x"], z["y"]
         except ValueError as e:
-            raise DataError(f"cannot read the arrays ({e})", file=path) from None
+            raise DataError(f"cannot read the arrays ({e})", file=path,
+                            hint="save numeric arrays: np.savez(path, x=inputs, y=targets)") from None
     for key, a in (("x", x), ("y", y)):
         if a.ndim == 0 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"array '{key}' must be numeric with one row per example "
-                            f"(it is {a.dtype} {list(a.shape)})", file=path)
+                            f"(it is {a.dtype} {list(a.shape)})", file=path,
+                            hint="convert it with .astype(np.float32) before np.savez")
     if len(x) != len(y):
-        raise DataError(f"'x' has {len(x)} examples but 'y' has {len(y)}", file=path)
+        raise DataError(f"'x' has {len(x)} examples but 'y' has {len(y)}", file=path,
+                        hint="row i of y is the target of row i of x")
     if len(x) == 0:
-        raise DataError("the arrays hold no examples", file=path)
+        raise DataError("the arrays hold no examples", file=path,
+                        hint="x and y need at least one row")
     if x.ndim == 1:
         x = x.reshape(-1, 1)
     x = x.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
     if len(bad):
-        raise DataError(f"'x' example {bad[0][0]} holds a non-finite value", file=path)
+        raise DataError(f"'x' example {bad[0][0]} holds a non-finite value", file=path,
+                        hint="remove or fill the NaN and infinite values first")
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and nt > 1:
         return Dataset(x, y.astype(np.int64), True, path, 0.2)
     y = y.reshape(len(y), -1).astype(np.float32)
     if not np.isfinite(y).all():
-        raise DataError("'y' holds a non-finite value", file=path)
+        raise DataError(f"'y' example {int(np.argwhere(~np.isfinite(y))[0][0])} holds a "
+                        "non-finite value", file=path,
+                        hint="remove or fill the NaN and infinite values first")
     return Dataset(x, y, False, path, 0.2)
 
 
@@ -299,27 +311,31 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise DataError("no such file", file=path) from None
+        raise DataError("no such file", file=path,
+                        hint="MNIST images need their labels file beside them") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
-            raise DataError(f"corrupt or truncated gzip data ({e})", file=path) from None
+            raise DataError(f"corrupt or truncated gzip data ({e})", file=path,
+                            hint="download the file again") from None
     kind = "images" if magic == _IDX_IMAGES else "labels"
     if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
-        got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else "nothing"
+        got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else \
+            f"missing (the file has {_plural(len(raw), 'byte')})"
         raise DataError(f"bad idx magic number {got}; expected 0x{magic:08x} for {kind}",
                         file=path, hint="is this an MNIST idx file of the right kind?")
     ndim = magic & 0xFF
     head = 4 + 4 * ndim
     if len(raw) < head:
         raise DataError(f"truncated idx file: {len(raw)} bytes, the header alone needs {head}",
-                        file=path)
+                        file=path, hint="download the file again")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     need = head + math.prod(dims)
     if len(raw) != need:
         what = "truncated idx file" if len(raw) < need else "idx file longer than its header says"
-        raise DataError(f"{what}: {len(raw)} bytes, header {list(dims)} needs {need}", file=path)
+        raise DataError(f"{what}: {len(raw)} bytes, header {list(dims)} needs {need}", file=path,
+                        hint="download the file again")
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
 
 
@@ -331,9 +347,11 @@ def _load_idx_pair(images: str, labels: str) -> Dataset:
     x = _read_idx(images, _IDX_IMAGES)
     y = _read_idx(labels, _IDX_LABELS)
     if len(x) != len(y):
-        raise DataError(f"{len(x)} images but {len(y)} labels in {labels}", file=images)
+        raise DataError(f"{len(x)} images but {len(y)} labels in {labels}", file=images,
+                        hint="the two files must come from the same set (train or t10k)")
     if len(x) == 0:
-        raise DataError("the file holds no images", file=images)
+        raise DataError("the file holds no images", file=images,
+                        hint="download the file again")
     return Dataset(x.astype(np.float32), y.astype(np.int64), True, images, 0.2)
 
 
@@ -360,7 +378,8 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
     per, need = math.prod(ds.x.shape[1:]), math.prod(input_shape)
     if per != need:
         raise DataError(f"each example has {per} values but the model's input is "
-                        f"{_shape(input_shape)} ({_plural(need, 'value')})", file=ds.source)
+                        f"{_shape(input_shape)} ({_plural(need, 'value')})", file=ds.source,
+                        hint="change the model's input shape or the data to match")
     x = np.asarray(ds.x, dtype=np.float32).reshape(n, per)
 
     nt = math.prod(target_shape)
@@ -371,22 +390,27 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
             if len(bad):
                 raise DataError(f"class label {y[bad[0]]} of example {bad[0]} is outside "
                                 f"0..{nt - 1} for the target {_shape(target_shape)}",
-                                file=ds.source)
+                                file=ds.source,
+                                hint=f"the target needs one entry per class: "
+                                     f"target y[{int(y.max()) + 1}] for labels 0..{int(y.max())}")
             y = np.eye(nt, dtype=np.float32)[y]
         elif nt == 1:
             y = y.astype(np.float32).reshape(n, 1)
         else:
             raise DataError(f"class labels need a target with one entry per class; "
-                            f"the model's target is {_shape(target_shape)}", file=ds.source)
+                            f"the model's target is {_shape(target_shape)}", file=ds.source,
+                            hint=f"declare the target as y[{int(y.max()) + 1 if len(y) else 2}]")
     else:
         y = np.asarray(ds.y, dtype=np.float32).reshape(n, -1)
         if y.shape[1] != nt:
             raise DataError(f"each target has {_plural(y.shape[1], 'value')} but the model's "
                             f"target is {_shape(target_shape)} ({_plural(nt, 'value')})",
-                            file=ds.source)
+                            file=ds.source,
+                            hint="change the model's target shape or the data to match")
 
     if not 0.0 <= split < 1.0:
-        raise DataError(f"split {split} must be at least 0 and below 1", file=ds.source)
+        raise DataError(f"split {split} must be at least 0 and below 1", file=ds.source,
+                        hint="split is the held-out share, e.g. split = 0.2")
     n_test = int(round(split * n))
     if n - n_test < 1:
         raise DataError(f"split {split} of {n} examples leaves no training rows",
