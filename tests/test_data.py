@@ -450,7 +450,7 @@ def test_preparation_faults_have_hints():
                                "target y[6] for labels 0..5")
     for args, text in [(((2,), (4,), 0.2), "change the model's input shape"),
                        (((3,), (0,), 0.2), r"declare the target as y\[6\]"),
-                       (((3,), (4,), 1.0), "split is the held-out share")]:
+                       (((3,), (6,), 1.0), "split is the held-out share")]:
         with pytest.raises(DataError, match=text):
             prepare(ds, *args, "none", 0)
     values = Dataset(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), False, "v.npz",
