@@ -39,7 +39,8 @@ def _read_model(path_or_source: str) -> tuple[str, str]:
             raise CompileError([diag]) from None
         except OSError as e:
             raise DataError(f"cannot read the model file ({e.strerror or e})",
-                            file=path_or_source) from None
+                            file=path_or_source,
+                            hint="check that the file exists and that you may read it") from None
     return path_or_source, "<string>"
 
 
@@ -169,10 +170,14 @@ class Model:
             want = self.graph.params[k].shape
             if v.shape != want:
                 raise DataError(f"param '{k}' has shape {fmt_shape(v.shape)}, the model "
-                                f"declares {fmt_shape(want)}", file=source)
+                                f"declares {fmt_shape(want)}", file=source,
+                                hint="were these weights trained before the layer's size "
+                                     "changed? train again with `nncompile run`")
             if not np.issubdtype(v.dtype, np.number) or not np.all(np.isfinite(v)):
                 raise DataError(f"param '{k}' holds values that are not finite numbers",
-                                file=source)
+                                file=source,
+                                hint="training diverged; train again with a smaller lr, or "
+                                     "with clip = 1.0 in the train block")
         for k, v in values.items():
             np.copyto(self._storage[k], np.asarray(v), casting="unsafe")
 
@@ -244,11 +249,13 @@ class Model:
             extra = [k for k in x if k not in decl]
             if missing or extra:
                 raise DataError(f"the model's {role}s are {', '.join(decl)}; got "
-                                f"{', '.join(x) or 'none'}")
+                                f"{', '.join(x) or 'none'}",
+                                hint=f"key the dict by the {role} names")
             return {k: self._check(k, x[k], decl[k]) for k in decl}
         if len(decl) != 1:
             raise DataError(f"this model has {len(decl)} {role}s ({', '.join(decl)}); "
-                            "pass a dict keyed by their names")
+                            "pass a dict keyed by their names",
+                            hint="{" + ", ".join(f"'{k}': ..." for k in decl) + "}")
         k = next(iter(decl))
         return {k: self._check(k, x, decl[k])}
 
@@ -263,7 +270,8 @@ class Model:
                             f"values each), got an array of shape {fmt_shape(x.shape)}",
                             hint="the first axis counts the examples")
         if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-            raise DataError(f"'{name}' must hold numbers, got {x.dtype}")
+            raise DataError(f"'{name}' must hold numbers, got {x.dtype}",
+                            hint="convert it with np.asarray(x, dtype=np.float32)")
         return np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
 
     def _run_chunks(self, key, feeds: dict, collect):
@@ -295,13 +303,14 @@ class Model:
 
     def _loss_feeds(self, x, y) -> dict:
         if self.graph.loss is None:
-            raise DataError(f"model {self.name} has no loss statement")
+            raise DataError(f"model {self.name} has no loss statement",
+                            hint="add a 'loss' statement, e.g. loss mse(p, y)")
         feeds = self._as_dict(x, "input")
         feeds.update(self._as_dict(y, "target"))
         sizes = {len(v) for v in feeds.values()}
         if len(sizes) != 1:
             raise DataError(f"inputs and targets hold different numbers of examples: "
-                            f"{sorted(sizes)}")
+                            f"{sorted(sizes)}", hint="give one target row per input row")
         return feeds
 
     def loss(self, x, y) -> float:
@@ -341,11 +350,15 @@ class Model:
         try:
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise DataError("no such weights file", file=path) from None
+            raise DataError("no such weights file", file=path,
+                            hint="`nncompile run MODEL.nn` writes MODEL.weights.npz; "
+                                 "Model.save writes one too") from None
         except IsADirectoryError:
-            raise DataError("this is a folder, not a weights file", file=path) from None
+            raise DataError("this is a folder, not a weights file", file=path,
+                            hint="name the .weights.npz file inside it") from None
         except Exception as e:   # a corrupt or foreign file
-            raise DataError(f"not a weights file written by nncompile ({e})", file=path,
+            why = "not an .npz archive" if "pickle" in str(e) else str(e)
+            raise DataError(f"not a weights file written by nncompile ({why})", file=path,
                             hint=hint) from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise DataError("not a weights file: it holds one array, not an .npz archive of "

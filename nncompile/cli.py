@@ -151,7 +151,9 @@ def cmd_run(args) -> int:
     weights = os.path.join(folder, f"{stem}.weights.npz")
     history_path = os.path.join(folder, f"{stem}.history.json")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise DataError("--out must be a folder", file=args.out)
+        raise DataError("--out must be a folder", file=args.out,
+                        hint=f"give a folder; run writes {stem}.weights.npz and "
+                             f"{stem}.history.json into it")
 
     def header(rows):
         held = f" + {rows['test']} held out" if rows["test"] else ""
@@ -236,7 +238,8 @@ def cmd_emit(args) -> int:
 def read_input(path: str, model) -> object:
     """An input file as an array (one input) or a dict keyed by input names."""
     if not os.path.exists(path):
-        raise DataError("no such input file", file=path)
+        raise DataError("no such input file", file=path,
+                        hint="give a .npy, .npz or .csv file of input examples")
     names = list(model.inputs)
     low = path.lower()
     try:
@@ -254,11 +257,14 @@ def read_input(path: str, model) -> object:
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"cannot read the file ({e})", file=path) from None
+        raise DataError(f"cannot read the file ({e})", file=path,
+                        hint="save the inputs with np.save (one array) or np.savez (an array "
+                             "per input)") from None
     if low.endswith(".csv"):
         from .train.data import load_file
         if len(names) != 1:
-            raise DataError("a .csv feeds a model with one input", file=path)
+            raise DataError("a .csv feeds a model with one input", file=path,
+                            hint="use an .npz with one array per input: " + ", ".join(names))
         shape = model.inputs[names[0]]
         size = int(np.prod(shape))
         try:
@@ -277,9 +283,11 @@ def write_output(path: str, outputs) -> None:
     low = path.lower()
     folder = os.path.dirname(path)
     if folder and os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path)
+        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path,
+                        hint="choose an output path inside a folder")
     if isinstance(outputs, dict) and not low.endswith(".npz"):
-        raise DataError("this model has several outputs; write them to an .npz", file=path)
+        raise DataError("this model has several outputs; write them to an .npz", file=path,
+                        hint="--output FILE.npz holds one array per output")
     if low.endswith(".npy"):
         write_atomic(path, lambda f: np.save(f, outputs))
     elif low.endswith(".npz"):

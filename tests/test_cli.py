@@ -279,13 +279,31 @@ def test_weights_of_the_wrong_shape(work):
                                 "p.bias": np.zeros(1, np.float32)})
     np.save(work / "in.npy", XOR_X)
     r = cli("predict", "xor.nn", "--weights", "w.npz", "--input", "in.npy", cwd=work)
-    user_fault(r, "w.npz: error: param 'h.weight' has shape [3, 4], the model declares [2, 4]")
+    assert user_fault(r, "w.npz: error: param 'h.weight' has shape [3, 4], the model declares "
+                         "[2, 4]")[1:] == [
+        "hint: were these weights trained before the layer's size changed? train again with "
+        "`nncompile run`"]
+
+
+def test_weights_that_are_not_finite(work):
+    np.savez(work / "w.npz", **{"h.weight": np.full((2, 4), np.nan, np.float32),
+                                "h.bias": np.zeros(4, np.float32),
+                                "p.weight": np.zeros((4, 1), np.float32),
+                                "p.bias": np.zeros(1, np.float32)})
+    np.save(work / "in.npy", XOR_X)
+    r = cli("predict", "xor.nn", "--weights", "w.npz", "--input", "in.npy", cwd=work)
+    assert user_fault(r, "w.npz: error: param 'h.weight' holds values that are not finite "
+                         "numbers")[1:] == [
+        "hint: training diverged; train again with a smaller lr, or with clip = 1.0 in the "
+        "train block"]
 
 
 @pytest.mark.parametrize("content, message", [
     (b"PK\x03\x04 this is not a zip archive",
      "corrupt.npz: error: not a weights file written by nncompile (File is not a zip file)"),
     (b"", "corrupt.npz: error: not a weights file written by nncompile (No data left in file)"),
+    (b"junk", "corrupt.npz: error: not a weights file written by nncompile (not an .npz "
+              "archive)"),
     (None, "corrupt.npz: error: not a weights file: it holds one array, not an .npz archive "
            "of params"),
 ])
@@ -304,9 +322,11 @@ def test_missing_weights_and_input_files(trained):
     work, _ = trained
     np.save(work / "in.npy", XOR_X)
     r = cli("predict", "xor.nn", "--weights", "nope.npz", "--input", "in.npy", cwd=work)
-    user_fault(r, "nope.npz: error: no such weights file")
+    assert user_fault(r, "nope.npz: error: no such weights file")[1:] == [
+        "hint: `nncompile run MODEL.nn` writes MODEL.weights.npz; Model.save writes one too"]
     r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "nope.npy", cwd=work)
-    user_fault(r, "nope.npy: error: no such input file")
+    assert user_fault(r, "nope.npy: error: no such input file")[1:] == [
+        "hint: give a .npy, .npz or .csv file of input examples"]
 
 
 def test_input_of_the_wrong_width(trained):
@@ -328,10 +348,12 @@ def test_output_into_a_file_instead_of_a_folder(trained):
     np.save(work / "in.npy", XOR_X)
     r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
             "--output", os.path.join("xor.nn", "out.npy"), cwd=work)
-    user_fault(r, f"{os.path.join('xor.nn', 'out.npy')}: error: cannot write here: xor.nn is a "
-                  "file, not a folder")
+    assert user_fault(r, f"{os.path.join('xor.nn', 'out.npy')}: error: cannot write here: "
+                         "xor.nn is a file, not a folder")[1:] == [
+        "hint: choose an output path inside a folder"]
     r = cli("run", "xor.nn", "--epochs", "1", "--device", "cpu", "--out", "xor.nn", cwd=work)
-    user_fault(r, "xor.nn: error: --out must be a folder")
+    assert user_fault(r, "xor.nn: error: --out must be a folder")[1:] == [
+        "hint: give a folder; run writes xor.weights.npz and xor.history.json into it"]
 
 
 def test_run_without_a_train_block(work):

@@ -210,3 +210,23 @@ def test_history_reports_the_overfitting_gap(sample):
     h = m.fit(epochs=2)
     assert set(h[0]) >= {"epoch", "loss", "train_accuracy", "test_accuracy", "test_loss", "time"}
     json.dumps(h)
+
+
+def test_api_data_faults_have_hints():
+    """Faults of the data passed to the Python API end in a hint too."""
+    m = nncompile.compile_source("input x[2]\ntarget y[1]\noutput p = dense(x, 1)\n"
+                                 "loss mse(p, y)\n", device="cpu")
+    x, y = np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    cases = [(lambda: m.predict({"z": x}), "key the dict by the input names"),
+             (lambda: m.predict(np.array([["a", "b"]])), "convert it with np.asarray"),
+             (lambda: m.loss(x, y[:3]), "give one target row per input row"),
+             (lambda: m.fit(x=x), "or neither"),
+             (lambda: m.fit(x=x[:0], y=y[:0]), "at least one row")]
+    for call, hint in cases:
+        with pytest.raises(nncompile.DataError) as info:
+            call()
+        assert hint in info.value.hint, (hint, str(info.value))
+    plain = nncompile.compile_source("input x[2]\ntarget y[1]\noutput p = dense(x, 1)\n",
+                                     device="cpu")
+    with pytest.raises(nncompile.DataError, match="e.g. loss mse"):
+        plain.loss(x, y)

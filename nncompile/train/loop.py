@@ -64,16 +64,19 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
                         file=model.file, hint="add a 'loss' statement")
     if x is not None or y is not None:
         if x is None or y is None:
-            raise DataError("fit needs both x and y")
+            raise DataError("fit needs both x and y",
+                            hint="or neither: then it trains on the train block's data")
         xs, ys = _as_feeds(model, x, y)
         xt, yt = _as_feeds(model, x_test, y_test) if x_test is not None else ({}, {})
     else:
         xs, ys, xt, yt = _load(model, cfg)
     n = len(next(iter(xs.values())))
     if any(len(v) != n for v in list(xs.values()) + list(ys.values())):
-        raise DataError("inputs and targets hold different numbers of examples")
+        raise DataError("inputs and targets hold different numbers of examples",
+                        hint="give one target row per input row")
     if n == 0:
-        raise DataError("there are no training examples")
+        raise DataError("there are no training examples",
+                        hint="x and y need at least one row")
     n_test = len(next(iter(xt.values()))) if xt else 0
     if on_start is not None:        # the data is loaded and fits the model
         on_start({"train": n, "test": n_test})
