@@ -182,7 +182,8 @@ def _flat_calls(calls):
 def test_a_conv_and_its_weight_gradient_share_the_im2col_columns(monkeypatch):
     """lenet's two convs, at a batch of two blocks (32 + 8 examples): the
     weight gradients read the forward's columns, so 2 copies fewer per conv
-    and block, and the training steps give the same params bit for bit."""
+    and block, and the second conv's two gradients share the transposed g, 1
+    copy fewer per block; the training steps give the same params bit for bit."""
     from nncompile.backends.numpy import executor
     path = os.path.join(os.path.dirname(__file__), "..", "samples", "lenet.nn")
     results, counts = [], []
@@ -201,7 +202,39 @@ def test_a_conv_and_its_weight_gradient_share_the_im2col_columns(monkeypatch):
         counts.append(len(_flat_calls(prog.bound(40).calls)))
     for k in results[1]:
         assert np.array_equal(results[0][k], results[1][k]), k
-    assert counts[1] - counts[0] == 2 * 2 * 2
+    assert counts[1] - counts[0] == 2 * 2 * 2 + 2
+
+
+def test_shared_conv_buffers_are_forgotten_once_their_source_is_overwritten():
+    """A gradient's transposed copy entered by conv2d_input_grad is read by
+    conv2d_weight_grad of the same g, unless an op bound in between writes
+    g's memory: then the weight gradient makes its own copy."""
+    from nncompile.ops import REGISTRY
+    from nncompile.ops.conv import forget_overwritten
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+    attrs = {"stride": 1, "padding": 0}
+    for overwritten in (False, True):
+        cache = {}
+        dx, dw = np.empty_like(x), np.empty_like(w)
+        first = REGISTRY["conv2d_input_grad"].bind(dx, [g, w], {**attrs, "size": (7, 7)},
+                                                   cols_cache=cache)
+        assert len(cache) == 1
+        if overwritten:
+            forget_overwritten(cache, g[1:2, 1])     # any overlap drops the entry
+            assert not cache
+        second = REGISTRY["conv2d_weight_grad"].bind(dw, [x, g], {**attrs, "kernel": (3, 3)},
+                                                     cols_cache=cache)
+        first()
+        g[...] = rng.standard_normal(g.shape)        # the memory is written again
+        second()
+        want = REGISTRY["conv2d_weight_grad"].eval([x, g], {**attrs, "kernel": (3, 3)})
+        assert np.array_equal(dw, want) == overwritten
+    assert len(cache) == 1                            # the weight gradient's own copy
+    forget_overwritten(cache, np.empty(3, np.float32))   # no overlap: it stays
+    assert len(cache) == 1
 
 
 def test_relu_compares_with_a_zeros_array_and_gives_maximums_bits():

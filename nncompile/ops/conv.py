@@ -126,7 +126,7 @@ def _im2col(x, kh, kw, stride, padding, ho, wo, scratch, own=False):
     return _view(cols, (c * kh * kw, ho * wo * n)), calls
 
 
-SHARE_COLS = ("conv2d", "conv2d_weight_grad")    # binds that take a cols_cache
+SHARE_COLS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")   # binds taking a cols_cache
 
 
 def _cols_key(x, kh, kw, attrs) -> tuple:
@@ -134,6 +134,53 @@ def _cols_key(x, kh, kw, attrs) -> tuple:
     layout and the window."""
     return (x.__array_interface__["data"][0], x.shape, x.strides, kh, kw, attrs["stride"],
             attrs["padding"])
+
+
+def _byte_range(a) -> tuple:
+    """[low, high) of the bytes an array's elements occupy."""
+    lo = hi = a.__array_interface__["data"][0]
+    if a.size == 0:
+        return lo, lo
+    for n, stride in zip(a.shape, a.strides):
+        if stride > 0:
+            hi += (n - 1) * stride
+        else:
+            lo += (n - 1) * stride
+    return lo, hi + a.itemsize
+
+
+def forget_overwritten(cols_cache: dict, out) -> None:
+    """Drop the cache entries made from memory that `out` overlaps: the
+    executor calls this after binding each op, whose run overwrites out, so
+    an entry is only found while the array it was copied from is unchanged."""
+    lo, hi = _byte_range(out)
+    for key in [k for k, (a, b, _) in cols_cache.items() if a < hi and lo < b]:
+        del cols_cache[key]
+
+
+def _cached(cols_cache, key):
+    """The buffer entered for key (None when there is none)."""
+    hit = (cols_cache or {}).get(key)
+    return hit[2] if hit is not None else None
+
+
+def _enter(cols_cache, key, source, buffer) -> None:
+    if cols_cache is not None:
+        cols_cache[key] = (*_byte_range(source), buffer)
+
+
+def _shared_inner(g, scratch, cols_cache):
+    """(buffer, calls) as _batch_inner(g, scratch, "g"), but shared by the two
+    gradients of one conv (same g): the first bound makes a buffer of its own
+    for this block and enters it in cols_cache; the second reads it, with no
+    calls."""
+    key = ("g", g.__array_interface__["data"][0], g.shape, g.strides)
+    found = _cached(cols_cache, key)
+    if found is not None:
+        return found, []
+    gt, calls = _batch_inner(g, {} if cols_cache is not None else scratch, "g")
+    _enter(cols_cache, key, g, gt)
+    return gt, calls
 
 
 def _per_block(bind_block, out, ins, attrs):
@@ -175,8 +222,7 @@ def _conv2d_block(out, ins, attrs, scratch, cols_cache=None):
     kh, kw = w.shape[2:]
     cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo, scratch,
                           own=cols_cache is not None)
-    if cols_cache is not None:
-        cols_cache[_cols_key(x, kh, kw, attrs)] = cols
+    _enter(cols_cache, _cols_key(x, kh, kw, attrs), x, cols)
     y = _buffer(scratch, "y", (f, ho, wo, n), out.dtype)
     calls += [partial(np.matmul, _view(w, (f, cols.shape[0])), cols, out=_view(y, (f, -1))),
               partial(np.copyto, out, y.transpose(3, 0, 1, 2))]
@@ -216,13 +262,13 @@ def _input_grad_infer(shapes, attrs):
     return x
 
 
-def _input_grad_block(out, ins, attrs, scratch):
+def _input_grad_block(out, ins, attrs, scratch, cols_cache=None):
     g, w = ins
     n, f, ho, wo = g.shape
     c, kh, kw = w.shape[1:]
     s, p = attrs["stride"], attrs["padding"]
     h, wd = attrs["size"]
-    gt, calls = _batch_inner(g, scratch, "g")
+    gt, calls = _shared_inner(g, scratch, cols_cache)
     dcols = _buffer(scratch, "dcols", (c, kh, kw, ho, wo, n), out.dtype)
     dxt = _buffer(scratch, "dx", (c, h + 2 * p, wd + 2 * p, n), out.dtype)
     calls += [partial(np.matmul, _view(w, (f, -1)).T, _view(gt, (f, -1)),
@@ -237,9 +283,12 @@ def _input_grad_block(out, ins, attrs, scratch):
     return partial(_run_all, calls)
 
 
-def _input_grad_bind(out, ins, attrs):
+def _input_grad_bind(out, ins, attrs, cols_cache=None):
+    """cols_cache: as for conv2d_weight_grad, which reads the same g in the
+    same batch-innermost layout, so one of the two copies it."""
     g, w = ins
-    return _per_block(lambda o, gs, a, scratch: _input_grad_block(o, [gs[0], w], a, scratch),
+    return _per_block(lambda o, gs, a, scratch: _input_grad_block(o, [gs[0], w], a, scratch,
+                                                                  cols_cache),
                       out, [g], attrs)
 
 
@@ -273,11 +322,11 @@ def _weight_grad_block(out, ins, attrs, scratch, cols_cache=None):
     x, g = ins
     n, f, ho, wo = g.shape
     kh, kw = attrs["kernel"]
-    cols = (cols_cache or {}).get(_cols_key(x, kh, kw, attrs))
+    cols = _cached(cols_cache, _cols_key(x, kh, kw, attrs))
     calls = []
     if cols is None:
         cols, calls = _im2col(x, kh, kw, attrs["stride"], attrs["padding"], ho, wo, scratch)
-    gt, more = _batch_inner(g, scratch, "g")
+    gt, more = _shared_inner(g, scratch, cols_cache)
     dw_t = _buffer(scratch, "dw", (cols.shape[0], f), out.dtype)
     # dW^T = cols @ g^T: OpenBLAS runs this about twice as fast as dW = g @ cols^T
     calls += more + [partial(np.matmul, cols, _view(gt, (f, -1)).T, out=dw_t),

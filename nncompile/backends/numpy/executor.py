@@ -15,7 +15,7 @@ import numpy as np
 
 from ...ir.graph import N
 from ...ops import REGISTRY
-from ...ops.conv import SHARE_COLS
+from ...ops.conv import SHARE_COLS, forget_overwritten
 from ...ops.reduce import row_sum_call
 from ...ops.registry import bind_call
 from . import pack
@@ -150,19 +150,25 @@ class _Bound:
 
     def _bind(self, op, out, ins, attrs) -> list:
         """The calls computing one primitive into out. The registry's bind where
-        it has one (a conv and its weight gradient share their im2col columns
-        through self.cols); log_softmax as its into() does it, with its
-        temporaries in scratch buffers instead of fresh arrays each run; any
-        other op straight to its into() (same results: the same numpy calls in
-        the same order)."""
+        it has one (the conv ops share their im2col columns and transposed
+        gradients through self.cols, whose entries made from memory that out
+        overlaps are dropped here, since these calls overwrite it);
+        log_softmax as its into() does it, with its temporaries in scratch
+        buffers instead of fresh arrays each run; any other op straight to its
+        into() (same results: the same numpy calls in the same order)."""
         if op == "log_softmax":
-            return _log_softmax_calls(out, ins[0], self._temp)
-        d = REGISTRY[op]
-        if op in SHARE_COLS:
-            return [d.bind(out, ins, attrs, cols_cache=self.cols)]
-        if d.bind is None and d.into is not None:
-            return [partial(d.into, out, ins, attrs)]
-        return [bind_call(d, out, ins, attrs)]
+            calls = _log_softmax_calls(out, ins[0], self._temp)
+        else:
+            d = REGISTRY[op]
+            if op in SHARE_COLS:
+                calls = [d.bind(out, ins, attrs, cols_cache=self.cols)]
+            elif d.bind is None and d.into is not None:
+                calls = [partial(d.into, out, ins, attrs)]
+            else:
+                calls = [bind_call(d, out, ins, attrs)]
+        if self.cols and isinstance(out, np.ndarray):
+            forget_overwritten(self.cols, out)
+        return calls
 
 
 def _scalar(value):
