@@ -22,7 +22,10 @@ stay in cache (measured 25% faster per example than 64 at once for 28x28
 images); the blocks share their buffers, and the weight gradient sums them.
 In a bound program (the numpy executor passes a cols_cache) each block of a
 forward conv keeps its own columns, and the weight gradient of the same x
-reads them instead of building them again.
+reads them instead of building them again; likewise the two gradients of one
+conv share one batch-innermost copy of g. The executor drops an entry once an
+op bound after it writes the memory it was copied from, so a hit always
+reads a copy of the current values.
 Nothing loops over pixels or channels: the Python loops below run over the
 kh*kw kernel taps (the window offsets), each a whole-array numpy call.
 Pooling also loops over its window's taps.
