@@ -272,30 +272,23 @@ def test_weights_from_another_model(work):
         "hint: were these weights trained from another model?"]
 
 
-def test_weights_of_the_wrong_shape(work):
-    np.savez(work / "w.npz", **{"h.weight": np.zeros((3, 4), np.float32),
-                                "h.bias": np.zeros(4, np.float32),
+@pytest.mark.parametrize("h_weight, lines", [
+    (np.zeros((3, 4), np.float32),
+     ["w.npz: error: param 'h.weight' has shape [3, 4], the model declares [2, 4]",
+      "hint: were these weights trained before the layer's size changed? train again with "
+      "`nncompile run`"]),
+    (np.full((2, 4), np.nan, np.float32),
+     ["w.npz: error: param 'h.weight' holds values that are not finite numbers",
+      "hint: training diverged; train again with a smaller lr, or with clip = 1.0 in the "
+      "train block"]),
+], ids=["wrong_shape", "not_finite"])
+def test_weights_that_do_not_fit_the_model(work, h_weight, lines):
+    np.savez(work / "w.npz", **{"h.weight": h_weight, "h.bias": np.zeros(4, np.float32),
                                 "p.weight": np.zeros((4, 1), np.float32),
                                 "p.bias": np.zeros(1, np.float32)})
     np.save(work / "in.npy", XOR_X)
     r = cli("predict", "xor.nn", "--weights", "w.npz", "--input", "in.npy", cwd=work)
-    assert user_fault(r, "w.npz: error: param 'h.weight' has shape [3, 4], the model declares "
-                         "[2, 4]")[1:] == [
-        "hint: were these weights trained before the layer's size changed? train again with "
-        "`nncompile run`"]
-
-
-def test_weights_that_are_not_finite(work):
-    np.savez(work / "w.npz", **{"h.weight": np.full((2, 4), np.nan, np.float32),
-                                "h.bias": np.zeros(4, np.float32),
-                                "p.weight": np.zeros((4, 1), np.float32),
-                                "p.bias": np.zeros(1, np.float32)})
-    np.save(work / "in.npy", XOR_X)
-    r = cli("predict", "xor.nn", "--weights", "w.npz", "--input", "in.npy", cwd=work)
-    assert user_fault(r, "w.npz: error: param 'h.weight' holds values that are not finite "
-                         "numbers")[1:] == [
-        "hint: training diverged; train again with a smaller lr, or with clip = 1.0 in the "
-        "train block"]
+    assert user_fault(r, lines[0]) == lines
 
 
 @pytest.mark.parametrize("content, message", [
