@@ -9,7 +9,7 @@ import numpy as np
 
 from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
                               store_family)
-from .diagnostics import CompileError, DataError, Diagnostic, Span
+from .diagnostics import CompileError, DataError, Diagnostic, Span, size_text
 from .frontend.ast import dump
 from .frontend.parse import parse
 from .ir.graph import N, fmt_shape
@@ -78,16 +78,9 @@ def _initial_params(graph, seed: int, source: str) -> dict:
     p = graph.params[name]
     total = sum(sizes.values())
     raise CompileError([Diagnostic(
-        p.span, f"the model's params do not fit in memory: they take {_bytes(total)}, "
-        f"{_bytes(sizes[name])} of it for {name} {fmt_shape(p.shape)}",
+        p.span, f"the model's params do not fit in memory: they take {size_text(total)}, "
+        f"{size_text(sizes[name])} of it for {name} {fmt_shape(p.shape)}",
         "make this layer smaller")], source)
-
-
-def _bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
 
 
 def _optimizer_settings(cfg) -> tuple | None:

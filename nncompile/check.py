@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .diagnostics import size_text
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
 from .passes import pipeline
@@ -51,7 +52,7 @@ def summary(model) -> str:
                      init[0] + (f"({', '.join(f'{a:g}' for a in init[1:])})" if init[1:] else "")))
     out = [f"model {g.name} ({g.file})", ""]
     out += _table(rows) + [""] + _table(prow, right=(2,))
-    out.append(f"total: {total} params ({total * 4 / 1024:.1f} KiB as float32), "
+    out.append(f"total: {total} params ({size_text(total * 4)} as float32), "
                f"{len(g.nodes)} IR nodes")
     return "\n".join(out)
 

@@ -77,6 +77,16 @@ class DataError(NNCompileError):
         super().__init__(text)
 
 
+def size_text(n: float) -> str:
+    """A byte count for people: 12 bytes, 18.8 KiB, 41.1 TiB."""
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+
+
 def closest(name: str, candidates) -> str | None:
     """The defined name nearest to a misspelt one, or None when nothing is close."""
     found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

@@ -125,7 +125,7 @@ def test_check_prints_the_summary_and_ok(work):
     assert lines[0] == "model xor (xor.nn)"
     assert "h      [N, 4]  value, line 7" in lines
     assert "p.weight  [4, 1]     4  xavier" in lines
-    assert "total: 17 params (0.1 KiB as float32), 17 IR nodes" in lines
+    assert "total: 17 params (68 bytes as float32), 17 IR nodes" in lines
     assert lines[-1].startswith("worst relative error ") and lines[-1].endswith(": ok")
     assert float(lines[-1].split()[3].rstrip(":")) < 1e-5
 

@@ -465,8 +465,8 @@ def _mutants(n: int, seed: int):
 
 
 HUGE = "input x[2]\ntarget y[1]\nh = dense(x, 1e12)\noutput p = dense(h, 1)\nloss mse(p, y)\n"
-HUGE_LINE = ("m.nn:3:5: error: the model's params do not fit in memory: they take 16.0 TB, "
-             "8.0 TB of it for h.weight [2, 1000000000000]")
+HUGE_LINE = ("m.nn:3:5: error: the model's params do not fit in memory: they take 14.6 TiB, "
+             "7.3 TiB of it for h.weight [2, 1000000000000]")
 
 
 def test_params_larger_than_memory_point_at_the_largest_layer():
