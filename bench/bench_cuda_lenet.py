@@ -19,7 +19,6 @@ Results: bench/results/cuda_lenet.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import nncompile  # noqa: E402
-from bench.bench_cuda_mlp import compile_times, train_torch  # noqa: E402
+from bench.bench_cuda_mlp import train_torch, write_record  # noqa: E402
 
 BATCH, LR, SEED = 64, 0.05, 0
 MODEL = f"""model lenet_gpu
@@ -142,14 +141,8 @@ def main(argv=None):
               "python": platform.python_version(), "torch": torch.__version__,
               "examples": args.examples, "epochs": args.epochs, "results": results,
               "summary": summary}
-    if args.device == "cuda" and not args.skip_compile:
-        record["compile_time"] = compile_times(MODEL)
-        print("compile time:", json.dumps(record["compile_time"]))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=2)
-    print(json.dumps(summary, indent=2))
-    print(f"written to {args.out}")
+    write_record(record, summary, args.out,
+                 MODEL if args.device == "cuda" and not args.skip_compile else None)
     return 0 if summary["first_epoch_losses_agree"] else 1
 
 

@@ -197,14 +197,20 @@ def main(argv=None):
         record["torch"] = torch.__version__
     except ImportError:
         pass
-    if not args.skip_compile:
-        record["compile_time"] = compile_times()
+    write_record(record, summary, args.out, None if args.skip_compile else MODEL)
+
+
+def write_record(record: dict, summary: dict, out: str, model=None) -> None:
+    """Add the compile times of model (cold and cached; none without a model),
+    write the record as JSON to out and print the summary."""
+    if model is not None:
+        record["compile_time"] = compile_times(model)
         print("compile time:", json.dumps(record["compile_time"]))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(record, f, indent=2)
     print(json.dumps(summary, indent=2))
-    print(f"written to {args.out}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
