@@ -8,16 +8,28 @@ checked is the initial params plus N(0, JITTER) noise: zero-initialised
 params would sit exactly on the kinks of step, relu and abs, where a
 finite difference measures a jump rather than a derivative.
 Relative error of a param: |analytic - numeric| / max(|analytic| + |numeric|, floor),
-taken at its worst entry, where floor = 1e-3 * the param's largest gradient
-entry (at least 1e-8): an entry a thousand times smaller than its neighbours
-is compared at their scale, where the finite difference's rounding error
-(about 1e-10 here) no longer looks like a wrong derivative.
+taken at its worst entry. The floor keeps the finite difference's own rounding
+error from reading as a wrong derivative on tiny entries: it is the larger of
+1e-3 * the param's largest gradient entry (an entry a thousand times smaller
+than its neighbours is compared at their scale) and ROUNDING / TOLERANCE, where
+ROUNDING = 16 eps max(|L|, 1) / STEP bounds the rounding error of one central
+difference (eps: float64's, about 1e-9 for a loss near 2). So an absolute
+error at the rounding level reads as at most TOLERANCE, while anything above
+it still fails: in a net whose gradients vanish (entries of 1e-6) a wrong
+entry is caught, a right one is not flagged for the noise around it.
+
+The gradient sizes (gradient_sizes) are taken where training starts: the
+initial params, float32, on the first training batch of the train block's
+data, and one real update on that batch measures how far the first step
+moves each param. They show vanishing gradients (weights near the input get
+gradients orders of magnitude smaller than those near the loss) and steps
+too large for the weights, before a single epoch runs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .diagnostics import size_text
+from .diagnostics import DataError, size_text
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
 from .passes import pipeline
@@ -28,6 +40,8 @@ STEP = 1e-6
 TOLERANCE = 1e-5
 BATCH = 4
 JITTER = 0.1
+VANISHING = 100.0     # weight gradients this many times apart along the net
+STEP_TOO_BIG = 1.0    # a first update larger than the param itself
 
 
 def summary(model) -> str:
@@ -116,6 +130,7 @@ def gradient_check(model, seed: int = 0):
         trial[name] = p
         return float(evaluate(forward, trial, [forward.loss])[forward.loss])
 
+    rounding = 16 * np.finfo(np.float64).eps * max(abs(float(values[g.loss])), 1.0) / STEP
     rng = np.random.default_rng(seed + 1)
     lines, worst = [], 0.0
     width = max(len(k) for k in g.grads)
@@ -124,7 +139,7 @@ def gradient_check(model, seed: int = 0):
         size = analytic.size
         picks = np.arange(size) if size <= SAMPLES else rng.choice(size, SAMPLES, replace=False)
         err = 0.0
-        floor = max(1e-3 * float(np.max(np.abs(analytic))), 1e-8)
+        floor = max(1e-3 * float(np.max(np.abs(analytic))), rounding / TOLERANCE)
         for i in picks:
             numeric = (loss_at(name, i, STEP) - loss_at(name, i, -STEP)) / (2 * STEP)
             a = analytic[i]
@@ -133,3 +148,79 @@ def gradient_check(model, seed: int = 0):
         lines.append(f"  {name:<{width}}  {len(picks):>3} of {size:<6} entries  "
                      f"max rel error {err:.2e}")
     return lines, worst, worst <= TOLERANCE
+
+
+def start_batch(model) -> tuple:
+    """(inputs, targets, what): the first training batch of the train block's
+    data, as fit prepares it; a random batch when the model has no usable data."""
+    from .train.loop import load_data
+    cfg = model.train_config
+    try:
+        xs, ys, _, _ = load_data(model, cfg)
+    except DataError as e:
+        leaves = {k: v.astype(np.float32) for k, v in random_batch(model).items()}
+        why = "the train block names no data" if cfg.data is None else \
+            f"the data did not load: {e.file + ': ' if e.file else ''}{e.message}"
+        return ({k: leaves[k] for k in model.inputs}, {k: leaves[k] for k in model.targets},
+                f"a random batch of {BATCH} examples ({why})")
+    rows = min(cfg.batch, len(next(iter(xs.values()))))
+    return ({k: v[:rows] for k, v in xs.items()}, {k: v[:rows] for k, v in ys.items()},
+            f"the first training batch ({rows} example{'s' * (rows != 1)} of '{cfg.data}')")
+
+
+def _rms(a) -> float:
+    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+
+
+def gradient_sizes(model) -> tuple:
+    """(heading, table lines, notes): each param's RMS gradient, RMS value and
+    how much the first update changes it (RMS of the change over RMS of the
+    param), then (message, hint) notes on vanishing gradients and on steps
+    too large for the weights. The model's params are left as they were."""
+    x, y, what = start_batch(model)
+    start = model.params
+    with np.errstate(all="ignore"):
+        loss = model.loss(x, y)
+        grads = model.gradients(x, y)
+        try:
+            model.fit(x=x, y=y, epochs=1, batch=len(next(iter(x.values()))), accumulate=1,
+                      shuffle=False)
+            moved = model.params
+        finally:
+            model.set_params(start)
+    rows = [("param", "rms grad", "rms value", "first step")]
+    step = {}
+    for k in model.graph.params:
+        value = _rms(start[k])
+        step[k] = _rms(moved[k] - start[k]) / value if value > 0 else None
+        rows.append((k, f"{_rms(grads[k]):.1e}", f"{value:.1e}",
+                     "-" if step[k] is None else f"{step[k]:.1e}"))
+    notes = []
+    if not np.isfinite(loss):
+        notes.append((f"the loss at the start is {loss}, not a finite number",
+                      "scale the inputs (normalize = standardize) or start from smaller "
+                      "weights"))
+    weights = [k for k, n in model.graph.params.items() if len(n.shape) >= 2]
+    size = {k: _rms(grads[k]) for k in weights}
+    if len(weights) >= 2 and all(np.isfinite(list(size.values()))):
+        small, big = min(weights, key=size.get), max(weights, key=size.get)
+        if size[small] > 0 and size[big] >= VANISHING * size[small]:
+            ratio = size[big] / size[small]
+            if weights.index(small) < weights.index(big):
+                notes.append((f"vanishing gradients: {small}'s gradient is {ratio:.0f}x smaller "
+                              f"than {big}'s, so the layers near the input barely learn",
+                              "sigmoid and tanh shrink the gradient at every layer they pass "
+                              "it through; relu layers (with their he init) keep it even"))
+            else:
+                notes.append((f"exploding gradients: {big}'s gradient is {ratio:.0f}x larger "
+                              f"than {small}'s, growing on the way back to the input",
+                              "start from smaller weights (the default init), or set clip "
+                              "in the train block"))
+    big_steps = [k for k in step if step[k] is not None and not step[k] <= STEP_TOO_BIG]
+    if big_steps:
+        k = max(big_steps, key=lambda k: step[k] if np.isfinite(step[k]) else np.inf)
+        notes.append((f"the first step changes {k} by {step[k]:.3g} times its size, so "
+                      "training is likely to diverge",
+                      "use a smaller lr, set clip = 1.0 in the train block, or start "
+                      "from smaller weights"))
+    return f"gradients at the start, on {what}:", _table(rows, right=(1, 2, 3)), notes

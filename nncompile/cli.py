@@ -136,6 +136,15 @@ def _should_print(epoch: int, epochs: int) -> bool:
     return epoch % max(1, epochs // 20) == 0
 
 
+class _Diverged(Exception):
+    """Raised from the epoch report to stop a run whose loss is no longer finite
+    (as Keras' TerminateOnNaN): its weights would be useless, so none are written."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"diverged in epoch {epoch}")
+        self.epoch, self.loss = epoch, loss
+
+
 def cmd_run(args) -> int:
     from .train.loop import Interrupted
     model = _compile(args.model, device=args.device or "auto")
@@ -163,11 +172,11 @@ def cmd_run(args) -> int:
                                       else "") + ")", flush=True)
 
     def report(record):
-        if not args.quiet and _should_print(record["epoch"], epochs):
+        if not args.quiet and (_should_print(record["epoch"], epochs) or
+                               record.get("diverged")):
             print(_fmt(record, epochs), flush=True)
         if record.get("diverged"):
-            print("nncompile: warning: the loss is no longer a finite number (exploding "
-                  "gradients?); try a smaller lr or clip = 1.0", file=sys.stderr)
+            raise _Diverged(record["epoch"], record["loss"])
 
     try:
         history = model.fit(epochs=epochs, on_epoch=report, on_start=header)
@@ -177,6 +186,14 @@ def cmd_run(args) -> int:
         return 130
     except DataError as e:
         raise _at_data_line(model, e) from None
+    except _Diverged as e:
+        span = cfg.span("optimizer")
+        raise NNCompileError(Diagnostic(
+            span, f"training diverged: the loss became {e.loss} in epoch {e.epoch} of "
+                  f"{epochs} (exploding gradients), so the run stopped and wrote nothing",
+            "use a smaller lr, set clip = 1.0 in the train block, or start from smaller "
+            "weights; `nncompile check` shows how far the first step moves each param"
+        ).render(model.source)) from None
     from .api import write_atomic
     model.save(weights)
     text = json.dumps({"model": model.name, "file": args.model, "device": model.device,
@@ -211,7 +228,7 @@ def _at_data_line(model, e: DataError) -> NNCompileError:
 # check -----------------------------------------------------------------------
 
 def cmd_check(args) -> int:
-    from .check import gradient_check, summary
+    from .check import gradient_check, gradient_sizes, summary
     model = _compile(args.model, device="cpu", quiet=True)
     print(summary(model))
     if model.graph.loss is None:
@@ -222,6 +239,12 @@ def cmd_check(args) -> int:
     for row in rows:
         print(row)
     print(f"worst relative error {worst:.2e}: {'ok' if ok else 'FAILED'}")
+    heading, table, notes = gradient_sizes(model)
+    print(f"\n{heading}")
+    for row in table:
+        print(f"  {row}")
+    for message, hint in notes:
+        print(f"note: {message}\n  hint: {hint}")
     return 0 if ok else 1
 
 

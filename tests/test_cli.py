@@ -126,8 +126,87 @@ def test_check_prints_the_summary_and_ok(work):
     assert "h      [N, 4]  value, line 7" in lines
     assert "p.weight  [4, 1]     4  xavier" in lines
     assert "total: 17 params (68 bytes as float32), 17 IR nodes" in lines
-    assert lines[-1].startswith("worst relative error ") and lines[-1].endswith(": ok")
-    assert float(lines[-1].split()[3].rstrip(":")) < 1e-5
+    (worst,) = [ln for ln in lines if ln.startswith("worst relative error ")]
+    assert worst.endswith(": ok") and float(worst.split()[3].rstrip(":")) < 1e-5
+    at = lines.index("gradients at the start, on the first training batch "
+                     "(4 examples of 'xor'):")
+    assert lines[at + 1].split() == ["param", "rms", "grad", "rms", "value", "first", "step"]
+    assert [ln.split()[0] for ln in lines[at + 3:]] == ["h.weight", "h.bias", "p.weight",
+                                                       "p.bias"]
+    assert not any(ln.startswith("note:") for ln in lines)
+
+
+def _deep(work, init="", clip=""):
+    """deep_sigmoid.nn with relu layers: with init = normal(0, 0.5) its first
+    sgd step is several times the size of the last layer's weights."""
+    text = open(os.path.join(SAMPLES, "deep_sigmoid.nn")).read()
+    text = text.replace(", sigmoid)", f", relu{init})")
+    text = text.replace("epochs    = 20", "epochs    = 20" + (f"\n  clip      = {clip}" if clip
+                                                              else ""))
+    (work / "deep.nn").write_text(text)
+    return text
+
+
+def test_check_notes_vanishing_gradients(work):
+    shutil.copy(os.path.join(SAMPLES, "deep_sigmoid.nn"), work / "deep_sigmoid.nn")
+    r = cli("check", "deep_sigmoid.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    notes = [i for i, ln in enumerate(lines) if ln.startswith("note:")]
+    assert len(notes) == 1
+    note = lines[notes[0]]
+    assert note.startswith("note: vanishing gradients: h1.weight's gradient is ")
+    assert note.endswith("x smaller than logits.weight's, so the layers near the input "
+                         "barely learn")
+    assert int(note.split(" is ")[1].split("x")[0]) > 1000
+    assert lines[notes[0] + 1].startswith("  hint: sigmoid and tanh shrink the gradient")
+
+
+def test_check_notes_a_first_step_too_big_and_clip_cures_it(work):
+    _deep(work, init=", init = normal(0, 0.5)")
+    r = cli("check", "deep.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    notes = [ln for ln in r.stdout.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1
+    assert notes[0].startswith("note: the first step changes logits.weight by ")
+    assert notes[0].endswith(" times its size, so training is likely to diverge")
+    assert float(notes[0].split(" by ")[1].split()[0]) > 2
+    _deep(work, init=", init = normal(0, 0.5)", clip="1.0")
+    r = cli("check", "deep.nn", cwd=work)
+    assert r.returncode == 0 and "note:" not in r.stdout
+    _deep(work)                                  # relu with he init: nothing to note
+    r = cli("check", "deep.nn", cwd=work)
+    assert r.returncode == 0 and "note:" not in r.stdout
+
+
+def test_check_on_a_model_whose_data_is_missing_uses_a_random_batch(work):
+    text = open(os.path.join(SAMPLES, "xor.nn")).read().replace("data      = xor",
+                                                               'data      = "gone.csv"')
+    (work / "gone.nn").write_text(text)
+    r = cli("check", "gone.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "gradients at the start, on a random batch of 4 examples (the data did not " \
+           "load: gone.csv: no such file or folder):" in r.stdout.splitlines()
+
+
+def test_a_diverging_run_stops_and_writes_nothing(work):
+    (work / "deep.weights.npz").write_bytes(b"weights of an earlier run")
+    _deep(work, init=", init = normal(0, 0.5)")
+    r = cli("run", "deep.nn", "--device", "cpu", cwd=work)
+    lines = user_fault(r, "deep.nn:27:15: error: training diverged: the loss became nan in "
+                          "epoch 1 of 20 (exploding gradients), so the run stopped and wrote "
+                          "nothing")
+    assert lines[1:3] == ["      optimizer = sgd(lr = 0.1)", "                  ^^^"]
+    assert lines[3].startswith("hint: use a smaller lr, set clip = 1.0 in the train block")
+    assert r.stdout.splitlines()[-1].startswith("epoch  1/20  loss nan")
+    assert (work / "deep.weights.npz").read_bytes() == b"weights of an earlier run"
+    assert sorted(os.listdir(work)) == ["deep.nn", "deep.weights.npz", "digits_mlp.nn",
+                                        "xor.nn"]
+    _deep(work, init=", init = normal(0, 0.5)", clip="1.0")
+    r = cli("run", "deep.nn", "--device", "cpu", "--epochs", "3", cwd=work)
+    assert r.returncode == 0, r.stderr
+    losses = [e["loss"] for e in json.loads((work / "deep.history.json").read_text())["epochs"]]
+    assert np.isfinite(losses).all() and losses[2] < losses[1] < losses[0]
 
 
 @pytest.mark.parametrize("target, first, marker", [

@@ -47,6 +47,28 @@ def test_whole_model_gradients_match_finite_differences(path):
     assert ok, "\n".join(lines)
 
 
+def test_gradient_check_catches_a_derivative_off_by_a_tenth_of_a_percent(sample, monkeypatch):
+    """In deep_sigmoid.nn, whose first layers' gradients are about 1e-6 (where
+    the check's floor for rounding applies), a sigmoid derivative 0.1% too large
+    fails the check, and the true one passes."""
+    import dataclasses
+
+    from nncompile.ops.registry import REGISTRY
+    true = REGISTRY["sigmoid"]
+
+    def wrong_vjp(b, n, g):
+        (d,) = true.vjp(b, n, g)
+        return [b.add("mul", [d, b.const(1.001)])]
+
+    m = nncompile.compile(sample("deep_sigmoid"), device="cpu")
+    assert gradient_check(m)[2]
+    monkeypatch.setitem(REGISTRY, "sigmoid", dataclasses.replace(true, vjp=wrong_vjp))
+    lines, worst, ok = gradient_check(m)
+    assert not ok and worst > 1e-4
+    errors = {ln.split()[0]: float(ln.split()[-1]) for ln in lines}
+    assert errors["h6.weight"] > 1e-4 and errors["logits.weight"] < 1e-5
+
+
 @pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
 def test_numpy_backend_step_matches_the_reference(path):
     """The fused, scheduled float32 training step equals the unfused float64

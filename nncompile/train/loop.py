@@ -29,7 +29,9 @@ class Interrupted(Exception):
         self.history = history
 
 
-def _load(model, cfg):
+def load_data(model, cfg):
+    """The train block's data, prepared: (x_train, y_train, x_test, y_test),
+    each a dict keyed by the model's input or target name."""
     g = model.graph
     if len(g.inputs) != 1 or len(g.targets) != 1:
         raise DataError("a data set feeds models with one input and one target; this model "
@@ -69,7 +71,7 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         xs, ys = _as_feeds(model, x, y)
         xt, yt = _as_feeds(model, x_test, y_test) if x_test is not None else ({}, {})
     else:
-        xs, ys, xt, yt = _load(model, cfg)
+        xs, ys, xt, yt = load_data(model, cfg)
     n = len(next(iter(xs.values())))
     if any(len(v) != n for v in list(xs.values()) + list(ys.values())):
         raise DataError("inputs and targets hold different numbers of examples",
