@@ -32,6 +32,7 @@ import numpy as np
 from .diagnostics import DataError, size_text
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
+from .ops.registry import REGISTRY, flops
 from .passes import pipeline
 from .passes.mode import training_mode
 
@@ -68,7 +69,49 @@ def summary(model) -> str:
     out += _table(rows) + [""] + _table(prow, right=(2,))
     out.append(f"total: {total} params ({size_text(total * 4)} as float32), "
                f"{len(g.nodes)} IR nodes")
+    out.append(arithmetic(model))
     return "\n".join(out)
+
+
+def arithmetic(model) -> str:
+    """One line: step_flops, said."""
+    what, batch, total, gemm = step_flops(model)
+    share = f"{100 * gemm / total:.0f}%" if total else "none"
+    return (f"{what} on a batch of {batch}: {_flop_text(total)}, {share} of it in "
+            "matrix products (dense, @, conv2d)")
+
+
+def step_flops(model) -> tuple:
+    """(what, batch, total, in GEMMs): the arithmetic of one training step
+    (forward, backward and update; a forward pass for a model without a loss)
+    on a batch of the train block's size, as simplified before fusion, and
+    the part of it in matrix products: the GEMMs of dense, @ and conv2d
+    (kinds matmul and conv; ops/registry.flops counts each op)."""
+    cfg = model.train_config
+    if model.graph.loss is not None:
+        g = pipeline.differentiate(training_mode(model.graph, True, cfg.seed), cfg)
+        what = "a training step"
+    else:
+        g, what = model.graph, "a forward pass"
+    g = pipeline.optimize(g, fused=False)
+
+    def concrete(shape):
+        return tuple(cfg.batch if d == "N" else d for d in shape)
+
+    total = gemm = 0
+    for n in g.nodes:
+        op = REGISTRY[n.op]
+        f = flops(op, [concrete(i.shape) for i in n.inputs], concrete(n.shape))
+        total += f
+        gemm += f if op.kind in ("matmul", "conv") else 0
+    return what, cfg.batch, total, gemm
+
+
+def _flop_text(n: int) -> str:
+    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} FLOP"
 
 
 def _table(rows, right=()) -> list:

@@ -126,6 +126,8 @@ def test_check_prints_the_summary_and_ok(work):
     assert "h      [N, 4]  value, line 7" in lines
     assert "p.weight  [4, 1]     4  xavier" in lines
     assert "total: 17 params (68 bytes as float32), 17 IR nodes" in lines
+    assert "a training step on a batch of 4: 404 FLOP, 55% of it in matrix products " \
+           "(dense, @, conv2d)" in lines
     (worst,) = [ln for ln in lines if ln.startswith("worst relative error ")]
     assert worst.endswith(": ok") and float(worst.split()[3].rstrip(":")) < 1e-5
     at = lines.index("gradients at the start, on the first training batch "

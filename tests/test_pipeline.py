@@ -149,3 +149,23 @@ def test_a_training_step_allocates_no_new_buffers(sample):
     first = {n: id(v) for n, v in prog.run(32).items()}
     second = {n: id(v) for n, v in prog.run(32).items()}
     assert first == second
+
+
+def test_step_flops_count_the_gemms_of_forward_and_backward(sample):
+    """xor (batch 4): forward 2*4*2*4 + 2*4*4*1, backward G W2^T 2*4*1*4, the
+    weight gradients 2*4*1*4 and 2*2*4*4 (no gradient for the input).
+    lenet (batch 64): each conv's forward and weight gradient, conv2's input
+    gradient (conv1's input is data), and the two dense layers three times,
+    each 2 * output-side elements * window."""
+    from nncompile.check import step_flops
+    what, batch, total, gemm = step_flops(nncompile.compile(sample("xor"), device="cpu"))
+    assert (what, batch, gemm) == ("a training step", 4, 64 + 32 + 32 + 32 + 64)
+    what, batch, total, gemm = step_flops(nncompile.compile(sample("lenet"), device="cpu"))
+    conv1 = 2 * 64 * (8 * 8 * 8) * (1 * 3 * 3)
+    conv2 = 2 * 64 * (16 * 4 * 4) * (8 * 3 * 3)
+    dense = 2 * 64 * 64 * 64 + 2 * 64 * 64 * 10
+    assert (what, batch, gemm) == ("a training step", 64, 2 * conv1 + 3 * conv2 + 3 * dense)
+    assert 0.95 < gemm / total < 0.97
+    m = nncompile.compile_source("input x[3]\nparam w[3, 2] = ones\noutput y = relu(x @ w)\n",
+                                 device="cpu")
+    assert step_flops(m) == ("a forward pass", 32, 2 * 32 * 3 * 2 + 32 * 2, 2 * 32 * 3 * 2)

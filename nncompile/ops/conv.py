@@ -249,9 +249,16 @@ def _conv2d_vjp(b, node, g):
             b.add("conv2d_weight_grad", [x, g], {**a, "kernel": tuple(w.shape[2:])})]
 
 
+def _gemm_flops(pixels, window) -> int:
+    """A conv and both its gradients are one GEMM each: every element of the
+    [N, F, Ho, Wo] output-side tensor meets one C x kh x kw window."""
+    return 2 * int(np.prod(pixels, dtype=np.int64)) * int(np.prod(window, dtype=np.int64))
+
+
 define("conv2d", "conv", _conv2d_infer, _eval_by_bind(_conv2d_bind, _conv2d_infer),
        _conv2d_vjp, _into_by_bind(_conv2d_bind), "conv2d", bind=_conv2d_bind,
-       doc="cross-correlation of x[N, C, H, W] with w[F, C, kh, kw] -> [N, F, Ho, Wo]")
+       doc="cross-correlation of x[N, C, H, W] with w[F, C, kh, kw] -> [N, F, Ho, Wo]",
+       flops=lambda shapes, out: _gemm_flops(out, shapes[1][1:]))
 
 
 def _input_grad_infer(shapes, attrs):
@@ -306,7 +313,8 @@ def _input_grad_vjp(b, node, h):
 define("conv2d_input_grad", "conv", _input_grad_infer,
        _eval_by_bind(_input_grad_bind, _input_grad_infer), _input_grad_vjp,
        _into_by_bind(_input_grad_bind), "conv2d", bind=_input_grad_bind,
-       doc="d conv2d / d x: g[N, F, Ho, Wo], w -> [N, C, H, W] (size = (H, W)); col2im")
+       doc="d conv2d / d x: g[N, F, Ho, Wo], w -> [N, C, H, W] (size = (H, W)); col2im",
+       flops=lambda shapes, out: _gemm_flops(shapes[0], shapes[1][1:]))
 
 
 def _weight_grad_infer(shapes, attrs):
@@ -364,7 +372,8 @@ def _weight_grad_vjp(b, node, h):
 define("conv2d_weight_grad", "conv", _weight_grad_infer,
        _eval_by_bind(_weight_grad_bind, _weight_grad_infer), _weight_grad_vjp,
        _into_by_bind(_weight_grad_bind), "conv2d", bind=_weight_grad_bind,
-       doc="d conv2d / d w: x[N, C, H, W], g[N, F, Ho, Wo] -> [F, C, kh, kw] (kernel = (kh, kw))")
+       doc="d conv2d / d w: x[N, C, H, W], g[N, F, Ho, Wo] -> [F, C, kh, kw] (kernel = (kh, kw))",
+       flops=lambda shapes, out: _gemm_flops(shapes[1], out[1:]))
 
 
 # pooling ------------------------------------------------------------------

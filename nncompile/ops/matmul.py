@@ -34,7 +34,8 @@ def _matmul_vjp(b, n, g):
 define("matmul", "matmul", _matmul_infer, lambda ins, a: np.matmul(ins[0], ins[1]),
        _matmul_vjp, lambda out, ins, a: np.matmul(ins[0], ins[1], out=out), "gemm",
        doc="numpy matmul: the last two axes multiply, leading axes broadcast",
-       bind=lambda out, ins, a: partial(np.matmul, *ins, out=out))
+       bind=lambda out, ins, a: partial(np.matmul, *ins, out=out),
+       flops=lambda shapes, out: 2 * np.prod(out, dtype=np.int64) * shapes[0][-1])
 
 
 def _transpose_infer(shapes, attrs):

@@ -13,6 +13,8 @@ OpDef fields:
   cuda                                    elementwise: a C expression over a, b ({a}, {b});
                                           otherwise the kernel family that computes it
   kind                                    leaf | elementwise | matmul | reduce | shape | conv
+  flops(in_shapes, shape) -> int          optional: the arithmetic of one run (a multiply-add
+                                          counts 2), for `check`'s count; default: see flops()
   sample(rng) -> (inputs, attrs)          optional: inputs for the generated registry tests
 """
 from __future__ import annotations
@@ -37,15 +39,17 @@ class OpDef:
     cuda: str | None = None
     doc: str = ""
     bind: Callable | None = None
+    flops: Callable | None = None
 
 
 REGISTRY: dict[str, OpDef] = {}
 
 
-def define(name, kind, infer, eval, vjp=None, into=None, cuda=None, doc="", bind=None) -> OpDef:
+def define(name, kind, infer, eval, vjp=None, into=None, cuda=None, doc="", bind=None,
+           flops=None) -> OpDef:
     if name in REGISTRY:
         raise ValueError(f"op {name} defined twice")
-    op = OpDef(name, kind, infer, eval, vjp, into, cuda, doc, bind)
+    op = OpDef(name, kind, infer, eval, vjp, into, cuda, doc, bind, flops)
     REGISTRY[name] = op
     return op
 
@@ -99,3 +103,15 @@ def normalize_axes(axes, rank: int) -> tuple:
             raise ShapeError(f"axis {a} is out of range for a value of rank {rank}")
         out.append(a % rank)
     return tuple(sorted(set(out)))
+
+
+def flops(op: OpDef, in_shapes, shape) -> int:
+    """The op's arithmetic on concrete shapes: its own formula where it has
+    one (the matrix products and convolutions), none for leaves and shape
+    ops, and otherwise one operation per element it writes or reads,
+    whichever are more (an elementwise op, a reduction, a pooling window)."""
+    if op.flops is not None:
+        return int(op.flops(in_shapes, shape))
+    if op.kind in ("leaf", "shape"):
+        return 0
+    return max(int(np.prod(s, dtype=np.int64)) for s in [shape, *in_shapes])
