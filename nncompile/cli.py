@@ -64,6 +64,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--output", metavar="FILE", help="write outputs to .npy, .npz or .csv "
                                                     "instead of printing them")
     d.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+
+    g = sub.add_parser("plot", help="draw the training curves of one or more runs "
+                                    "(needs the plot extra)", epilog=EPILOG)
+    g.add_argument("histories", nargs="+", metavar="HISTORY",
+                   help="MODEL.history.json written by run, or MODEL.nn for the one "
+                        "beside it")
+    g.add_argument("--output", metavar="FILE", help=".png, .svg or .pdf (default: the "
+                                                    "first history's name, ending .png)")
     return p
 
 
@@ -345,7 +353,26 @@ def cmd_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "emit": cmd_emit, "predict": cmd_predict}
+# plot ------------------------------------------------------------------------
+
+def cmd_plot(args) -> int:
+    from . import plot
+    paths = [plot.history_path(h) for h in args.histories]
+    read = [plot.read_history(p) for p in paths]
+    stems = [os.path.basename(p).removesuffix(".json").removesuffix(".history")
+             for p in paths]
+    labels = [name for name, _ in read] if len(read) == 1 else stems
+    histories = {}
+    for i, (label, (_, records)) in enumerate(zip(labels, read)):
+        histories[label if label not in histories else f"{label} ({i + 1})"] = records
+    out = args.output or (paths[0].removesuffix(".json") + ".png")
+    plot.save(plot.figure(histories), out)
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "emit": cmd_emit, "predict": cmd_predict,
+            "plot": cmd_plot}
 
 if __name__ == "__main__":
     sys.exit(main())
