@@ -24,6 +24,13 @@ def test_gates_exact(name, ys):
     assert ds.labels is False and ds.source == name and ds.default_split == 0.0
 
 
+def test_not_gate_exact():
+    ds = load_builtin("not", seed=0)
+    assert ds.x.dtype == np.float32 and ds.y.dtype == np.float32
+    assert (ds.x.tolist(), ds.y.tolist()) == ([[0], [1]], [[1], [0]])
+    assert ds.labels is False and ds.source == "not" and ds.default_split == 0.0
+
+
 def test_digits():
     ds = load_builtin("digits", seed=0)
     assert ds.x.shape == (1797, 64) and ds.x.dtype == np.float32
@@ -59,7 +66,8 @@ def test_generated_set_shapes():
 
 
 def test_load_dispatch_and_unknown_name():
-    assert set(BUILTIN) == {"and", "or", "nand", "xor", "digits", "circles", "spiral", "sine"}
+    assert set(BUILTIN) == {"and", "or", "nand", "xor", "not", "digits", "circles", "spiral",
+                            "sine"}
     assert load("xor", False, 0, 2, 1).source == "xor"
     with pytest.raises(DataError) as e:
         load("digit", False, 0, 64, 10)

@@ -23,6 +23,18 @@ def test_and_gate_is_exact_after_perceptron_training(sample):
     np.testing.assert_array_equal(m.predict(GATE_X).ravel(), [0, 0, 0, 1])
 
 
+def test_not_gate_learns_the_weights_the_rule_gives_by_hand(sample):
+    """From w = b = 0: x = 0, t = 1 fires nothing, so b += 0.1; x = 1, t = 0 then
+    fires (z = 0.1), so w -= 0.1 and b -= 0.1; x = 0 again gives b = 0.1. Now
+    z = 0.1 at x = 0 (fires) and z = 0 at x = 1 (does not): w = -0.1, b = 0.1,
+    whatever the order the shuffle picks."""
+    m = nncompile.compile(sample("not_gate"), device="cpu")
+    assert m.fit()[-1]["loss"] == 0.0
+    np.testing.assert_array_equal(m.params["w"], np.float32([[-0.1]]))
+    np.testing.assert_array_equal(m.params["b"], np.float32([0.1]))
+    np.testing.assert_array_equal(m.predict(np.float32([[0], [1]])).ravel(), [1, 0])
+
+
 def test_perceptron_gradient_step_is_the_perceptron_rule():
     """From w = 0, b = 0 on x = (1, 1), t = 1: y = step(0) = 0, so the rule
     w += lr (t - y) x gives w = (0.1, 0.1) and b = 0.1 after one update."""

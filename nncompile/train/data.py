@@ -28,7 +28,8 @@ import numpy as np
 
 from nncompile.diagnostics import DataError, did_you_mean
 
-BUILTIN: tuple[str, ...] = ("and", "or", "nand", "xor", "digits", "circles", "spiral", "sine")
+BUILTIN: tuple[str, ...] = ("and", "or", "nand", "xor", "not", "digits", "circles", "spiral",
+                            "sine")
 NORMALIZE: tuple[str, ...] = ("none", "minmax", "standardize")
 SUPPORTED = (".csv, .npz, MNIST idx files (.idx, *-ubyte, optionally .gz), "
              "or a folder holding train-images-idx3-ubyte and train-labels-idx1-ubyte")
@@ -61,7 +62,8 @@ class Split:
 def load_builtin(name: str, seed: int) -> Dataset:
     """A built-in set; the generated ones (circles, spiral, sine) depend on seed.
 
-    Gates: the rows (0,0),(0,1),(1,0),(1,1), y float (4, 1).
+    Gates: the rows (0,0),(0,1),(1,0),(1,1), y float (4, 1); not: the rows
+    (0),(1), y (1),(0).
     digits: UCI 8x8 digits, x (1797, 64) in 0..16, labels 0..9.
     circles: 400 points, 200 on radius 1 (label 0) then 200 on radius 0.5
     (label 1), uniform angles, gaussian noise 0.08 on both coordinates.
@@ -74,6 +76,9 @@ def load_builtin(name: str, seed: int) -> Dataset:
         x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=f32)
         y = np.array(_GATES[name], dtype=f32).reshape(4, 1)
         return Dataset(x, y, False, name, 0.0)
+    if name == "not":
+        return Dataset(np.array([[0], [1]], dtype=f32), np.array([[1], [0]], dtype=f32),
+                       False, name, 0.0)
     if name == "digits":
         with np.load(_DIGITS, allow_pickle=False) as z:
             x, y = z["x"].astype(f32), z["y"].astype(np.int64)
