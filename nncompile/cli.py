@@ -247,6 +247,10 @@ def cmd_check(args) -> int:
     for row in rows:
         print(row)
     print(f"worst relative error {worst:.2e}: {'ok' if ok else 'FAILED'}")
+    if not np.isfinite(worst):
+        print("  hint: the loss or a gradient is not a finite number at the checked point "
+              "(inputs ~ N(0, 1), params as initialised plus noise): a log or sqrt of a "
+              "value that can be negative or zero?")
     heading, table, notes = gradient_sizes(model)
     print(f"\n{heading}")
     for row in table:

@@ -535,3 +535,19 @@ def test_ctrl_c_during_training_writes_nothing(work):
     assert err.strip().endswith("epochs; nothing was written")
     assert (work / "xor.weights.npz").read_bytes() == b"weights of an earlier run"
     assert sorted(os.listdir(work)) == ["digits_mlp.nn", "xor.nn", "xor.weights.npz"]
+
+
+def test_check_of_a_loss_that_is_not_finite_fails_and_says_why(work):
+    """sqrt(p - 100) is nan at every checked point: the gradient check cannot
+    pass (it used to read nan as an error of 0), and the start notes say so."""
+    (work / "nan.nn").write_text("input x[2]\ntarget t[1]\np = dense(x, 1)\n"
+                                 "loss mean(sqrt(p - 100))\ntrain {\n  data = xor\n}\n")
+    r = cli("check", "nan.nn", cwd=work)
+    assert r.returncode == 1 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    at = lines.index("worst relative error nan: FAILED")
+    assert lines[at - 2:at] == ["  p.weight    2 of 2      entries  max rel error nan",
+                                "  p.bias      1 of 1      entries  max rel error nan"]
+    assert lines[at + 1].startswith("  hint: the loss or a gradient is not a finite number")
+    notes = [ln for ln in lines if ln.startswith("note:")]
+    assert notes == ["note: the loss at the start is nan, not a finite number"]
