@@ -13,6 +13,7 @@ from .diagnostics import DataError
 
 FORMATS = (".png", ".svg", ".pdf")
 HINT_RUN = "`nncompile run MODEL.nn` writes MODEL.history.json; plot that file"
+CURVES = ("loss", "test_loss", "train_accuracy", "test_accuracy")
 LOG_SPAN = 100.0     # a loss axis spanning more than this factor is drawn log-scaled
 
 
@@ -39,6 +40,10 @@ def read_history(path: str) -> tuple[str, list]:
         if not (isinstance(r, dict) and _number(r.get("epoch")) and _number(r.get("loss"))):
             raise DataError(f"epoch record {i + 1} has no number for 'epoch' and 'loss'",
                             file=path, hint=HINT_RUN)
+        for key in CURVES:
+            if key in r and not _number(r[key]):
+                raise DataError(f"epoch record {i + 1} has {r[key]!r} for '{key}', not a "
+                                "number", file=path, hint=HINT_RUN)
     return str(doc.get("model", os.path.basename(path))), records
 
 

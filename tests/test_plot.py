@@ -90,6 +90,8 @@ def test_cli_plots_several_runs_to_svg(runs):
     ('[1, 2]', "not a training history: it has no list of epochs"),
     ('{"epochs": [{"epoch": 1, "loss": 0.5}, {"epoch": 2}]}',
      "epoch record 2 has no number for 'epoch' and 'loss'"),
+    ('{"epochs": [{"epoch": 1, "loss": 0.5, "test_accuracy": "high"}]}',
+     "epoch record 1 has 'high' for 'test_accuracy', not a number"),
 ])
 def test_bad_histories(tmp_path, content, message):
     path = tmp_path / "h.json"
