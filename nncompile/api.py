@@ -396,6 +396,14 @@ class Model:
         raise ValueError(f"unknown target '{target}'; one of ast, ir, grad, fused, cuda")
 
 
+def check_output_folder(path: str) -> None:
+    """A DataError when the folder a user named for an output is a file."""
+    folder = os.path.dirname(path)
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path,
+                        hint="choose an output path inside a folder")
+
+
 def write_atomic(path: str, write) -> None:
     """write(f) into a temporary file beside path, then rename it over path."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -314,12 +314,9 @@ def read_input(path: str, model) -> object:
 
 
 def write_output(path: str, outputs) -> None:
-    from .api import write_atomic
+    from .api import check_output_folder, write_atomic
     low = path.lower()
-    folder = os.path.dirname(path)
-    if folder and os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path,
-                        hint="choose an output path inside a folder")
+    check_output_folder(path)
     if isinstance(outputs, dict) and not low.endswith(".npz"):
         raise DataError("this model has several outputs; write them to an .npz", file=path,
                         hint="--output FILE.npz holds one array per output")

@@ -90,13 +90,10 @@ def figure(histories: dict):
 
 def save(fig, path: str) -> None:
     """Write the figure to path (.png, .svg or .pdf), atomically."""
-    from .api import write_atomic
+    from .api import check_output_folder, write_atomic
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise DataError(f"cannot write a plot as '{ext or path}'", file=path,
                         hint="end the output's name in .png, .svg or .pdf")
-    folder = os.path.dirname(path)
-    if folder and os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path,
-                        hint="choose an output path inside a folder")
+    check_output_folder(path)
     write_atomic(path, lambda f: fig.savefig(f, format=ext[1:], dpi=100))
