@@ -327,6 +327,14 @@ class Model:
         from .train.loop import fit
         return fit(self, **overrides)
 
+    def trace(self, x=None, y=None, **overrides):
+        """One training step, value by value (forward values, d loss / d each,
+        each param before, its gradient, after): on x and y, or on the
+        examples of the first update of the train block's data. Returns a
+        nncompile.trace.Trace; print it to read it."""
+        from .trace import trace
+        return trace(self, x, y, **overrides)
+
     def config(self, **overrides):
         keys = {f.name for f in dataclasses.fields(self.train_config)}
         bad = [k for k in overrides if k not in keys]

@@ -126,19 +126,19 @@ def _table(rows, right=()) -> list:
     return lines
 
 
-def random_batch(model, seed: int = 0) -> dict:
+def random_batch(model, seed: int = 0, rows: int = BATCH) -> dict:
     """Inputs ~ N(0, 1); targets one-hot when wider than one entry, else 0/1."""
     rng = np.random.default_rng(seed)
     leaves = {}
     for k, shape in model.inputs.items():
-        leaves[k] = rng.normal(size=(BATCH,) + shape)
+        leaves[k] = rng.normal(size=(rows,) + shape)
     for k, shape in model.targets.items():
         size = int(np.prod(shape))
         if size > 1:
-            t = np.eye(size)[rng.integers(0, size, BATCH)]
+            t = np.eye(size)[rng.integers(0, size, rows)]
         else:
-            t = rng.integers(0, 2, (BATCH, 1)).astype(np.float64)
-        leaves[k] = t.reshape((BATCH,) + shape)
+            t = rng.integers(0, 2, (rows, 1)).astype(np.float64)
+        leaves[k] = t.reshape((rows,) + shape)
     return leaves
 
 
@@ -206,14 +206,21 @@ def start_batch(model) -> tuple:
     try:
         xs, ys, _, _ = load_data(model, cfg)
     except DataError as e:
-        leaves = {k: v.astype(np.float32) for k, v in random_batch(model).items()}
-        why = "the train block names no data" if cfg.data is None else \
-            f"the data did not load: {e.file + ': ' if e.file else ''}{e.message}"
-        return ({k: leaves[k] for k in model.inputs}, {k: leaves[k] for k in model.targets},
-                f"a random batch of {BATCH} examples ({why})")
+        return random_start(model, cfg, e)
     rows = min(cfg.batch, len(next(iter(xs.values()))))
     return ({k: v[:rows] for k, v in xs.items()}, {k: v[:rows] for k, v in ys.items()},
             f"the first training batch ({rows} example{'s' * (rows != 1)} of '{cfg.data}')")
+
+
+def random_start(model, cfg, e: DataError, rows: int = BATCH) -> tuple:
+    """(inputs, targets, what): a random float32 batch for a model whose data
+    could not be loaded (e says why), with the reason in words."""
+    leaves = {k: v.astype(np.float32) for k, v in random_batch(model, rows=rows).items()}
+    why = "the model has no train block" if not cfg.present else \
+        "the train block names no data" if cfg.data is None else \
+        f"the data did not load: {e.file + ': ' if e.file else ''}{e.message}"
+    return ({k: leaves[k] for k in model.inputs}, {k: leaves[k] for k in model.targets},
+            f"a random batch of {rows} example{'s' * (rows != 1)} ({why})")
 
 
 def _rms(a) -> float:

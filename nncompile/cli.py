@@ -1,4 +1,4 @@
-"""The command line: run, check, emit, predict (spec/api.md).
+"""The command line: run, check, trace, emit, predict, plot (spec/api.md).
 
 Exit status: 0 success; 1 the model, data or weights are at fault; 2 wrong
 usage; 130 interrupted. No traceback reaches the user without --debug.
@@ -27,6 +27,13 @@ def _positive_int(text):
     return value
 
 
+def _count(text):
+    value = _positive_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more, got 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nncompile", epilog=EPILOG,
                                 description="Compile, train and run neural networks "
@@ -49,6 +56,15 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check names and shapes, print a summary and "
                                      "verify gradients against finite differences")
     c.add_argument("model", metavar="MODEL.nn")
+
+    t = sub.add_parser("trace", help="show one training step value by value: forward, "
+                                     "the chain rule backward, the update", epilog=EPILOG)
+    t.add_argument("model", metavar="MODEL.nn")
+    t.add_argument("--batch", type=_count, metavar="K",
+                   help="trace K examples (default: the train block's first update)")
+    t.add_argument("--weights", metavar="FILE",
+                   help="start from weights written by `nncompile run` (default: the init)")
+    t.add_argument("--full", action="store_true", help="print every array in full")
 
     e = sub.add_parser("emit", help="print a compiled stage")
     e.add_argument("model", metavar="MODEL.nn")
@@ -260,6 +276,27 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+# trace -----------------------------------------------------------------------
+
+def cmd_trace(args) -> int:
+    model = _compile(args.model, device="cpu", quiet=True)
+    if args.weights:
+        model.load(args.weights)
+    cfg = model.train_config
+    overrides = {} if args.batch is None else {"batch": args.batch, "accumulate": 1}
+    try:
+        t = model.trace(**overrides)
+    except DataError as e:
+        raise _at_data_line(model, e) from None
+    t.full = args.full
+    sys.stdout.write(str(t))
+    if args.weights:
+        print(f"(params from {args.weights})")
+    elif not cfg.present and t.loss is not None:
+        print("(no train block: the update uses the defaults, sgd(lr = 0.01))")
+    return 0
+
+
 # emit ------------------------------------------------------------------------
 
 def cmd_emit(args) -> int:
@@ -372,8 +409,8 @@ def cmd_plot(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "emit": cmd_emit, "predict": cmd_predict,
-            "plot": cmd_plot}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "trace": cmd_trace, "emit": cmd_emit,
+            "predict": cmd_predict, "plot": cmd_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

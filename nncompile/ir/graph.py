@@ -4,7 +4,8 @@ A Node is one value: `op` (a name in ops.registry), `inputs` (Nodes), `attrs`
 (plain hashable values), `shape` (a tuple of ints and N, the batch axis) and
 `span` (the .nn text that made it). A Graph holds the nodes in topological
 order plus the named roles: inputs, targets, params, state (optimizer
-buffers), outputs, loss, and after autodiff grads[param] and updates[name].
+buffers), outputs, loss, and after autodiff grads[param], updates[name] and
+adjoints[node id] (d loss / d that forward node, what `nncompile trace` shows).
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class Graph:
     grads: dict = field(default_factory=dict)      # param name -> Node
     updates: dict = field(default_factory=dict)    # param/state name -> Node (its next value)
     values: dict = field(default_factory=dict)     # user's intermediate names -> Node
+    adjoints: dict = field(default_factory=dict)   # forward node id -> d loss / d it (Node)
     _next_id: int = 0
 
     # building -------------------------------------------------------------
@@ -110,7 +112,7 @@ class Graph:
 
         for n in self.nodes:
             n.inputs = tuple(m(i) for i in n.inputs)
-        for role in (self.outputs, self.grads, self.updates, self.values):
+        for role in (self.outputs, self.grads, self.updates, self.values, self.adjoints):
             for k in role:
                 role[k] = m(role[k])
         if self.loss is not None:
@@ -129,6 +131,7 @@ class Graph:
                      "updates", "values"):
             setattr(g, role, {k: new[v] for k, v in getattr(self, role).items()})
         g.loss = new[self.loss] if self.loss is not None else None
+        g.adjoints = {k: new[v] for k, v in self.adjoints.items()}
         return g
 
     def __str__(self) -> str:

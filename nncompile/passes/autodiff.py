@@ -24,7 +24,9 @@ def unbroadcast(g: Graph, ct, shape: tuple):
 
 
 def autodiff(graph: Graph) -> Graph:
-    """After: g.grads[name] is d loss / d param, with the param's shape, for every param."""
+    """After: g.grads[name] is d loss / d param, with the param's shape, for every
+    param, and g.adjoints[id] is d loss / d node for every forward node that
+    depends on a param (its cotangent, fan-out summed)."""
     g = graph.copy()
     if g.loss is None:
         return g
@@ -37,7 +39,10 @@ def autodiff(graph: Graph) -> Graph:
     cotangent = {g.loss: g.const(1.0)}
     for n in reversed(forward):
         ct = cotangent.get(n)
-        if ct is None or REGISTRY[n.op].kind == "leaf":
+        if ct is None:
+            continue
+        g.adjoints[n.id] = ct
+        if REGISTRY[n.op].kind == "leaf":
             continue
         for inp, c in zip(n.inputs, REGISTRY[n.op].vjp(g, n, ct)):
             if c is None or inp not in needs:

@@ -120,4 +120,5 @@ def dce(graph: Graph) -> Graph:
     g.nodes = [n for n in g.nodes if n in live or n in keep]
     kept = set(g.nodes)
     g.values = {k: v for k, v in g.values.items() if v in kept}
+    g.adjoints = {k: v for k, v in g.adjoints.items() if v in kept}
     return g
