@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,6 +153,27 @@ def _source_line(model, line) -> str:
     return lines[line - 1].split("#", 1)[0].strip()
 
 
+def _examples(model, cfg, x, y, trains: bool) -> tuple:
+    """(feeds, what): x and y when given, else the first update's examples,
+    else (no usable data) a random batch of that size, saying why."""
+    if trains and (x is None) != (y is None):
+        raise DataError("trace needs both x and y",
+                        hint="or neither: then it traces the first update of the train "
+                             "block's data")
+    if x is not None:
+        feeds = model._as_dict(x, "input")
+        if trains:
+            feeds.update(model._as_dict(y, "target"))
+        n = len(next(iter(feeds.values())))
+        return feeds, f"the {n} example{'s' * (n != 1)} given"
+    try:
+        xs, ys, what = first_update(model, cfg)
+    except DataError as e:      # as check does: the model can still be traced
+        from .check import random_start
+        xs, ys, what = random_start(model, cfg, e, cfg.batch * cfg.accumulate)
+    return {**xs, **(ys if trains else {})}, what
+
+
 def trace(model, x=None, y=None, **overrides) -> Trace:
     """One training step of model, value by value: on x and y when given,
     else on the examples of the first update of the train block's data
@@ -160,21 +182,8 @@ def trace(model, x=None, y=None, **overrides) -> Trace:
     cfg = model.config(**overrides)
     g0 = model.graph
     trains = g0.loss is not None
-    if x is not None or y is not None:
-        feeds = model._as_dict(x, "input")
-        if trains:
-            feeds.update(model._as_dict(y, "target"))
-        n = len(next(iter(feeds.values())))
-        what = f"the {n} example{'s' * (n != 1)} given"
-    else:
-        try:
-            xs, ys, what = first_update(model, cfg)
-        except DataError as e:      # as check does: the model can still be traced
-            from .check import random_start
-            xs, ys, what = random_start(model, cfg, e, cfg.batch * cfg.accumulate)
-        feeds = {**xs, **(ys if trains else {})}
+    feeds, what = _examples(model, cfg, x, y, trains)
     rows_n = len(next(iter(feeds.values())))
-
     g = training_mode(g0, trains, cfg.seed)
     if trains:
         g = pipeline.differentiate(g, cfg)
@@ -182,136 +191,21 @@ def trace(model, x=None, y=None, **overrides) -> Trace:
     leaves = {**feeds, **before, **_masks(g, rows_n, cfg.seed)}
     for name, n in g.state.items():
         leaves[name] = np.full(n.shape, n.attrs["value"], np.float32)
-    roots = [n for n in g.nodes if n.op not in ("input", "target", "param", "state", "random")]
-    with np.errstate(all="ignore"):
-        values = evaluate(g, leaves, roots[-1:], dtype=np.float32) if roots else {}
-        for n in g.nodes:      # leaves that no root reads
-            if n not in values and n.op in ("input", "target"):
-                values[n] = np.asarray(leaves[n.attrs["name"]], np.float32)
+    with np.errstate(all="ignore"):      # a loss that is not finite is noted below
+        values = evaluate(g, leaves, g.nodes[-1:], dtype=np.float32)
 
-    # the values shown: statements, and each activation's input when unnamed
-    named = {**{k: v for k, v in g.inputs.items()}, **{k: v for k, v in g.targets.items()},
-             **g.values}
-    shown, labels = [], {}
-    for name, n in named.items():
-        if n not in values or n in labels:      # `output o = h`: shown once, as h
-            continue
-        if n.op in ACTIVATIONS and len(n.inputs) == 1 and n.inputs[0].name is None \
-                and _weighted_sum(n.inputs[0]):
-            z = n.inputs[0]
-            shown.append(z)
-            labels[z] = f"{name} before {n.op}"
-        shown.append(n)
-        labels[n] = name
-    if trains:
-        shown.append(g.loss)
-        labels[g.loss] = "loss"
-    shown.sort(key=g.nodes.index)
-    users = g.users()
-
-    def carries(u) -> bool:          # u passes a gradient on to its inputs
-        return trains and u.id in g.adjoints and u.op not in NO_GRADIENT
-
-    def via(n) -> list:
-        """The shown values that read n and pass the loss's gradient back to it,
-        directly or through unshown forward nodes."""
-        found, stack, seen = set(), list(users[n]), set()
-        while stack:
-            u = stack.pop()
-            if u in seen:
-                continue
-            seen.add(u)
-            if not carries(u):
-                continue
-            if u in labels:
-                found.add(u)
-            else:
-                stack.extend(users[u])
-        return [labels[u] for u in sorted(found, key=g.nodes.index)]
-
-    def term(n) -> str:
-        return f"({labels[n]})" if " " in labels[n] else labels[n]
-
-    def chain(n) -> str:
-        """How d loss / d n follows from its one shown reader S, when S is an
-        activation of n or a dense layer's sum over n: the chain rule's step."""
-        readers = [v for v in shown if v in labels and labels[v] in via(n)]
-        if len(readers) != 1:
-            return ""
-        s = readers[0]
-        call = LOSS_CALL.match(_source_line(model, s.span.line)) \
-            if s is g.loss and s.span else None
-        if call and call[1] in LOSS_DERIVATIVE and call[2] == labels[n]:
-            per = int(np.prod(n.shape[1:])) if call[1] in ("mse", "mae",
-                                                           "binary_cross_entropy") else 1
-            count = f"{rows_n * per}" if per == 1 else f"({rows_n} * {per})"
-            return (LOSS_DERIVATIVE[call[1]].format(a=labels[n], t=call[3], n=count) +
-                    f"   ({call[1]}')")
-        if s.op in DERIVATIVE and s.inputs[0] is n:
-            slope = s.attrs.get("slope", 0.0)
-            return (f"d loss/d {term(s)} * " +
-                    DERIVATIVE[s.op].format(y=term(s), z=term(n), slope=slope) +
-                    f"   ({s.op}')")
-        if s.op == "maxpool" and s.inputs[0] is n:
-            k = s.attrs["size"]
-            return f"d loss/d {term(s)}, sent back to the largest entry of each {k}x{k} " \
-                   "window (maxpool')"
-        if s.op == "avgpool" and s.inputs[0] is n:
-            k = s.attrs["size"]
-            return f"d loss/d {term(s)} / {k * k}, spread over each {k}x{k} window (avgpool')"
-        if s.op == "mul" and s.inputs[0] is n and s.inputs[1].op == "random":
-            rate = s.inputs[1].attrs["rate"]
-            return f"d loss/d {term(s)} * the same dropout mask (0, or 1 / (1 - {rate:g}) " \
-                   f"= {1 / (1 - rate):.4g})"
-        inner = s.inputs[0] if s.op == "add" else s
-        x, w = (inner.inputs + (None, None))[:2]
-        flat = x is not None and x.op == "reshape" and x.inputs[0] is n
-        if w is None or w.op != "param" or not (x is n or flat):
-            return ""
-        if inner.op == "matmul":
-            text = f"d loss/d {term(s)} @ transpose({w.name})"
-            return f"{text}, reshaped back to {fmt_shape(n.shape[1:])}" if flat else text
-        if inner.op == "conv2d" and x is n:
-            return f"d loss/d {term(s)} run back through {w.name} (conv2d's input " \
-                   "gradient: the transposed convolution)"
-        return ""
-
-    def param_rule(p) -> str:
-        """A dense layer's weight and bias gradients, in terms of the shown values."""
-        readers = [u for u in users[p] if carries(u)]
-        if len(readers) != 1:
-            return ""
-        u = readers[0]
-        out = u if u in labels else next((v for v in users[u] if v in labels), None)
-        if out is None:
-            return ""
-        x = u.inputs[0]
-        x = x.inputs[0] if x.op == "reshape" else x
-        if u.op == "matmul" and u.inputs[1] is p and x in labels:
-            x = labels[x] if x is u.inputs[0] else f"flatten({labels[x]})"
-            return f"transpose({x}) @ d loss/d {term(out)}"
-        if u.op == "conv2d" and u.inputs[1] is p and x in labels:
-            return f"d loss/d {term(out)} correlated with {labels[x]} over every " \
-                   "position (conv2d's weight gradient)"
-        if u.op == "add" and u.inputs[1] is p and out is u:
-            over = "the batch's examples" if len(p.shape) == 1 else \
-                "the batch's examples and every position"
-            return f"d loss/d {term(u)}, summed over {over}"
-        return ""
-
+    walk = _Walk(model, g, values, trains, rows_n)
     rows = []
-    for n in shown:
-        role = "input" if n.op == "input" else "target" if n.op == "target" else None
+    for n in walk.shown:
+        adj = g.adjoints.get(n.id) if trains and n.op not in ("input", "target") else None
         line = n.span.line if n.span else None
-        text = _source_line(model, line)
-        adj = g.adjoints.get(n.id) if trains else None
-        rows.append(Row(labels[n], line, text, values[n],
-                        None if adj is None or role else values[adj],
-                        via(n) if adj is not None and n is not g.loss else [],
-                        chain(n) if adj is not None and not role else ""))
+        rows.append(Row(walk.labels[n], line, _source_line(model, line), values[n],
+                        None if adj is None else values[adj],
+                        [walk.labels[u] for u in walk.via(n)] if adj is not None else [],
+                        walk.chain(n) if adj is not None else ""))
     loss = float(values[g.loss]) if trains else None
     grads, after, clipped, notes = {}, {}, "", []
-    rules = {k: param_rule(p) for k, p in g.params.items()} if trains else {}
+    rules = {k: walk.param_rule(p) for k, p in g.params.items()} if trains else {}
     if trains:
         raw = {k: values[n] for k, n in g.grads.items()}
         if cfg.clip:
@@ -330,6 +224,128 @@ def trace(model, x=None, y=None, **overrides) -> Trace:
     return Trace(model.name, what, rows, loss, before, grads, rules, after,
                  _rule(cfg, clipped, _loss_call(model, g0) == "perceptron") if trains else "",
                  notes)
+
+
+class _Walk:
+    """The values a trace shows, and how each one's gradient came back to it.
+
+    shown: the statements' values in graph order, and before a statement that
+    ends in an activation of an unnamed weighted sum (a layer), that sum,
+    labelled "NAME before ACT"; the loss last. chain and param_rule describe
+    the chain rule's step for the patterns a course teaches (a loss on its
+    prediction, an activation, a dense or conv layer, pooling, dropout) and
+    return "" for anything else, which then reads "from READER"."""
+
+    def __init__(self, model, g, values, trains: bool, rows: int):
+        self.model, self.g, self.trains, self.rows = model, g, trains, rows
+        self.labels = {}
+        named = {**g.inputs, **g.targets, **g.values}
+        for name, n in named.items():
+            if n not in values or n in self.labels:   # `output o = h`: shown once, as h
+                continue
+            if n.op in ACTIVATIONS and len(n.inputs) == 1 and n.inputs[0].name is None \
+                    and _weighted_sum(n.inputs[0]):
+                self.labels[n.inputs[0]] = f"{name} before {n.op}"
+            self.labels[n] = name
+        if trains:
+            self.labels[g.loss] = "loss"
+        self.shown = sorted(self.labels, key=g.nodes.index)
+        self.users = g.users()
+
+    def carries(self, u) -> bool:
+        """u passes the loss's gradient on to its inputs."""
+        return self.trains and u.id in self.g.adjoints and u.op not in NO_GRADIENT
+
+    def via(self, n) -> list:
+        """The shown values that read n and pass the loss's gradient back to it,
+        directly or through unshown nodes."""
+        found, stack, seen = set(), list(self.users[n]), set()
+        while stack:
+            u = stack.pop()
+            if u in seen or not self.carries(u):
+                continue
+            seen.add(u)
+            if u in self.labels:
+                found.add(u)
+            else:
+                stack.extend(self.users[u])
+        return sorted(found, key=self.g.nodes.index)
+
+    def term(self, n) -> str:
+        label = self.labels[n]
+        return f"({label})" if " " in label else label
+
+    def chain(self, n) -> str:
+        """d loss / d n from its one shown reader s, as a formula."""
+        readers = self.via(n)
+        if len(readers) != 1:
+            return ""
+        s = readers[0]
+        ds = f"d loss/d {self.term(s)}"
+        if s is self.g.loss:
+            return self._loss_step(n)
+        if s.op in DERIVATIVE and s.inputs[0] is n:
+            factor = DERIVATIVE[s.op].format(y=self.term(s), z=self.term(n),
+                                             slope=s.attrs.get("slope", 0.0))
+            return f"{ds} * {factor}   ({s.op}')"
+        if s.op in ("maxpool", "avgpool") and s.inputs[0] is n:
+            k = s.attrs["size"]
+            return f"{ds}, sent back to the largest entry of each {k}x{k} window (maxpool')" \
+                if s.op == "maxpool" else \
+                f"{ds} / {k * k}, spread over each {k}x{k} window (avgpool')"
+        if s.op == "mul" and s.inputs[0] is n and s.inputs[1].op == "random":
+            rate = s.inputs[1].attrs["rate"]
+            return f"{ds} * the same dropout mask (0, or 1 / (1 - {rate:g}) " \
+                   f"= {1 / (1 - rate):.4g})"
+        inner = s.inputs[0] if s.op == "add" else s
+        x, w = (inner.inputs + (None, None))[:2]
+        flat = x is not None and x.op == "reshape" and x.inputs[0] is n
+        if w is None or w.op != "param" or not (x is n or flat):
+            return ""
+        if inner.op == "matmul":
+            text = f"{ds} @ transpose({w.name})"
+            return f"{text}, reshaped back to {fmt_shape(n.shape[1:])}" if flat else text
+        if inner.op == "conv2d" and x is n:
+            return f"{ds} run back through {w.name} (conv2d's input gradient: the " \
+                   "transposed convolution)"
+        return ""
+
+    def _loss_step(self, n) -> str:
+        """d loss / d pred for `loss FUNC(pred, t)`."""
+        call = LOSS_CALL.match(_source_line(self.model, self.g.loss.span.line)) \
+            if self.g.loss.span else None
+        if not call or call[1] not in LOSS_DERIVATIVE or call[2] != self.labels[n]:
+            return ""
+        per = int(np.prod(n.shape[1:])) \
+            if call[1] in ("mse", "mae", "binary_cross_entropy") else 1
+        count = f"{self.rows}" if per == 1 else f"({self.rows} * {per})"
+        return LOSS_DERIVATIVE[call[1]].format(a=self.labels[n], t=call[3], n=count) + \
+            f"   ({call[1]}')"
+
+    def param_rule(self, p) -> str:
+        """A layer's weight or bias gradient, in terms of the shown values."""
+        readers = [u for u in self.users[p] if self.carries(u)]
+        if len(readers) != 1:
+            return ""
+        u = readers[0]
+        out = u if u in self.labels else \
+            next((v for v in self.users[u] if v in self.labels), None)
+        if out is None:
+            return ""
+        dout = f"d loss/d {self.term(out)}"
+        x = u.inputs[0]
+        x = x.inputs[0] if x.op == "reshape" else x
+        if u.op == "matmul" and u.inputs[1] is p and x in self.labels:
+            x = self.labels[x] if x is u.inputs[0] else f"flatten({self.labels[x]})"
+            return f"transpose({x}) @ {dout}"
+        if u.op == "conv2d" and u.inputs[1] is p and x in self.labels:
+            return f"{dout} correlated with {self.labels[x]} over every position (conv2d's " \
+                   "weight gradient)"
+        if u.op == "add" and u.inputs[1] is p and out is u:
+            over = "the batch's examples" if len(p.shape) == 1 else \
+                "the batch's examples and every position"
+            return f"{dout}, summed over {over}"
+        return ""
 
 
 # rendering -------------------------------------------------------------------
@@ -371,7 +387,7 @@ def render(t: Trace) -> list:
             how = f"= {r.chain}" if r.chain else f"from {came}"
             out.append(f"  d loss/d {r.name:<{width}}  {fmt_shape(r.grad.shape):<12}  {how}")
             out += _array(r.grad, t.full, "      ")
-        out += ["", f"update: {t.rule}"]
+        out += [""] + textwrap.wrap(f"update: {t.rule}", 100, subsequent_indent=" " * 8)
         for k in t.before:
             how = f"   gradient = {t.grad_rules[k]}" if t.grad_rules.get(k) else ""
             out.append(f"  {k}  {fmt_shape(t.before[k].shape)}{how}")

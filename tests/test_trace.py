@@ -208,6 +208,14 @@ def test_a_model_without_a_loss_shows_its_forward_pass_once_per_value():
     assert "backward" not in text and "update" not in text
 
 
+def test_trace_needs_both_x_and_y():
+    m = nncompile.compile(sample("xor"), device="cpu")
+    with pytest.raises(nncompile.DataError, match="trace needs both x and y"):
+        m.trace(x=np.zeros((2, 2)))
+    with pytest.raises(nncompile.DataError, match="'x' expects examples of shape \\[2\\]"):
+        m.trace(x=np.zeros((2, 3)), y=np.zeros((2, 1)))
+
+
 def test_large_arrays_are_summarised_unless_full():
     t = nncompile.compile(sample("digits_mlp"), device="cpu").trace(batch=2)
     text = str(t)
@@ -257,3 +265,15 @@ def test_cli_trace_faults(work):
     assert r.stdout.splitlines()[0] == (
         "trace of xor: one training step on a random batch of 4 examples (the data did "
         "not load: gone.csv: no such file or folder)")
+
+
+def test_docs_backprop_shows_what_trace_prints():
+    """Every line of the trace excerpts in docs/backprop.md is printed by trace."""
+    with open(os.path.join(ROOT, "docs", "backprop.md")) as f:
+        blocks = f.read().split("```")[1::2]
+    printed = {name: str(nncompile.compile(sample(name), device="cpu").trace()).splitlines()
+               for name in ("xor", "and_gate", "lenet")}
+    assert len(blocks) == 5
+    for block, name in zip(blocks, ("xor", "xor", "xor", "and_gate", "lenet")):
+        for line in block.strip("\n").splitlines():
+            assert line in printed[name], (name, line)
