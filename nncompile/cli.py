@@ -197,7 +197,7 @@ def cmd_run(args) -> int:
 
     def report(record):
         if not args.quiet and (_should_print(record["epoch"], epochs) or
-                               record.get("diverged")):
+                               record.get("diverged") or record.get("stopped_early")):
             print(_fmt(record, epochs), flush=True)
         if record.get("diverged"):
             raise _Diverged(record["epoch"], record["loss"])
@@ -225,6 +225,15 @@ def cmd_run(args) -> int:
     write_atomic(history_path, lambda f: f.write(text.encode()))
     if history:
         last = history[-1]
+        best = next((r for r in history if r.get("best")), None)
+        if last.get("stopped_early"):
+            print(f"stopped early after epoch {last['epoch']}: the held-out loss has not "
+                  f"improved for {last['epoch'] - best['epoch']} epochs (early_stop = "
+                  f"{cfg.early_stop})")
+        if best is not None and best is not last:
+            print(f"kept the weights of epoch {best['epoch']}, whose held-out loss "
+                  f"{best['test_loss']:.6f} is the lowest")
+        last = best or last
         summary = [f"loss {last['loss']:.6f}"]
         for key, label in (("train_accuracy", "train accuracy"),
                            ("test_accuracy", "test accuracy")):

@@ -54,7 +54,8 @@ def _number(v) -> bool:
 def figure(histories: dict):
     """A matplotlib Figure of {label: records}: loss per epoch (training solid,
     held-out dashed), and beside it accuracy the same way when any history
-    has it. Each label keeps one colour in both panels."""
+    has it. Each label keeps one colour in both panels. A run that kept its
+    best epoch (early_stop) gets a dotted vertical line there."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
@@ -76,15 +77,20 @@ def figure(histories: dict):
                 if any(key in r for r in records):
                     ax.plot(epochs, [r.get(key, float("nan")) for r in records], style,
                             color=colour, label=f"{label}, {part}")
+    losses = [y for line in axes[0].get_lines() for y in line.get_ydata() if y == y]
+    if losses and min(losses) > 0 and max(losses) > LOG_SPAN * min(losses):
+        axes[0].set_yscale("log")
+    for i, (label, records) in enumerate(histories.items()):
+        best = next((r["epoch"] for r in records if r.get("best") is True), None)
+        for ax, _, _ in panels if best is not None else ():
+            ax.axvline(best, linestyle=":", color=f"C{i % 10}",
+                       label=f"{label}, kept (best held-out loss)" if ax is axes[0] else None)
     for ax, name, _ in panels:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    losses = [y for line in axes[0].get_lines() for y in line.get_ydata() if y == y]
-    if losses and min(losses) > 0 and max(losses) > LOG_SPAN * min(losses):
-        axes[0].set_yscale("log")
     return fig
 
 

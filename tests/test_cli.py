@@ -100,6 +100,40 @@ def test_run_writes_weights_and_history(work):
     assert os.stat(out / "xor.weights.npz").st_mode & 0o777 == 0o666 & ~mask
 
 
+def test_run_with_early_stop_reports_and_writes_the_best_epoch(work):
+    text = (work / "digits_mlp.nn").read_text()
+    (work / "es.nn").write_text(text.replace("epochs    = 30", "epochs    = 60\n  early_stop = 2"))
+    r = cli("run", "es.nn", "--device", "cpu", "--out", "out", cwd=work)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((work / "out" / "es.history.json").read_text())["epochs"]
+    best = [rec for rec in history if rec.get("best")]
+    last = history[-1]
+    assert len(best) == 1 and last["stopped_early"] and len(history) == best[0]["epoch"] + 2
+    lines = r.stdout.splitlines()
+    assert lines[-5:-2] == [
+        f"stopped early after epoch {last['epoch']}: the held-out loss has not improved for "
+        "2 epochs (early_stop = 2)",
+        f"kept the weights of epoch {best[0]['epoch']}, whose held-out loss "
+        f"{best[0]['test_loss']:.6f} is the lowest",
+        f"final: loss {best[0]['loss']:.6f}, train accuracy {best[0]['train_accuracy']:.4f}, "
+        f"test accuracy {best[0]['test_accuracy']:.4f}, gap "
+        f"{best[0]['train_accuracy'] - best[0]['test_accuracy']:+.4f}"]
+    model = nncompile.compile(str(work / "digits_mlp.nn"), device="cpu")
+    model.fit(epochs=best[0]["epoch"])
+    with np.load(work / "out" / "es.weights.npz", allow_pickle=False) as z:
+        for k, v in model.params.items():
+            np.testing.assert_array_equal(z[k], v)
+
+    (work / "gate.nn").write_text((work / "xor.nn").read_text().replace(
+        "seed      = 1", "seed      = 1\n  early_stop = 3"))
+    lines = user_fault(cli("run", "gate.nn", "--device", "cpu", cwd=work),
+                       "gate.nn:18:16: error: early_stop = 3 watches the held-out loss, but "
+                       "this run holds out no data (split = 0)")
+    assert lines[-1] == ("hint: set split = 0.2 in the train block to hold out a fifth of the "
+                         "data, or remove early_stop")
+    assert not (work / "gate.weights.npz").exists()
+
+
 def test_run_defaults_to_the_models_folder(work):
     r = cli("run", str(work / "xor.nn"), "--epochs", "2", "--device", "cpu", "--quiet",
             cwd=ROOT)

@@ -235,6 +235,19 @@ def test_gpu_training_loop_matches_the_cpu_loop_on_the_emulator(sample, name, ep
 
 
 @needs_gxx
+def test_early_stop_on_the_emulator_stops_and_restores_as_the_cpu(sample):
+    """sine stops after epoch 8 with early_stop = 1 (its held-out loss rises at
+    epoch 8); the GPU loop stops there too and keeps epoch 7's params."""
+    cpu = nncompile.compile(sample("sine"), device="cpu")
+    gpu = _emulated(nncompile.compile(sample("sine"), device="cpu"), cuda_emu.EmuDevice())
+    h_cpu, h_gpu = cpu.fit(epochs=40, early_stop=1), gpu.fit(epochs=40, early_stop=1)
+    _same_history(h_cpu, h_gpu)
+    assert len(h_gpu) == 8 and h_gpu[-1]["stopped_early"] and h_gpu[-2]["best"]
+    for k, v in cpu.params.items():
+        np.testing.assert_allclose(gpu.params[k], v, rtol=1e-5, atol=1e-6)
+
+
+@needs_gxx
 def test_gradient_accumulation_and_conv_on_the_emulator(sample):
     """lenet: conv, max pooling, accumulate = 2, on 150 examples for 2 epochs."""
     rng = np.random.default_rng(0)

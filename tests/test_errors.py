@@ -219,6 +219,12 @@ CASES = [
     # train block -------------------------------------------------------------
     ("unknown_train_key", TRAIN + "  epoch = 3\n}\n",
      "m.nn:7:3: error: unknown train setting 'epoch'", "did you mean 'epochs'?"),
+    ("misspelt_early_stop", TRAIN + "  early_stopping = 3\n}\n",
+     "m.nn:7:3: error: unknown train setting 'early_stopping'", "did you mean 'early_stop'?"),
+    ("early_stop_zero", TRAIN + "  early_stop = 0\n}\n",
+     "m.nn:7:16: error: early_stop must be positive, got 0", None),
+    ("early_stop_fraction", TRAIN + "  early_stop = 2.5\n}\n",
+     "m.nn:7:16: error: early_stop must be a whole number, got 2.5", None),
     ("bad_optimizer", TRAIN + "  optimizer = rmsprop(lr = 0.1)\n}\n",
      "m.nn:7:15: error: 'rmsprop' is not an optimizer",
      "optimizer is sgd(lr, momentum = 0) or adam(lr)"),

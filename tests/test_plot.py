@@ -42,6 +42,16 @@ def test_the_lines_hold_the_history():
     assert loss_ax.get_yscale() == "linear"       # 4.0 / 0.125 = 32: within LOG_SPAN
 
 
+def test_the_kept_epoch_of_an_early_stopped_run_is_marked():
+    stopped = [dict(r) for r in CLASSES]
+    stopped[1]["best"], stopped[2]["stopped_early"] = True, True
+    loss_ax, acc_ax = plot.figure({"a": stopped, "b": REGRESSION}).axes
+    kept = lines(loss_ax)["a, kept (best held-out loss)"]
+    assert (kept[0], kept[2], kept[3]) == ([2, 2], ":", "C0")
+    assert [ln.get_xdata()[0] for ln in acc_ax.get_lines() if ln.get_linestyle() == ":"] == [2]
+    assert loss_ax.get_yscale() == "linear"      # the marker is not read as a loss of 0..1
+
+
 def test_a_loss_spanning_more_than_a_hundredfold_is_log_scaled_and_no_accuracy_no_panel():
     history = REGRESSION + [{"epoch": 4, "loss": 0.03}]
     fig = plot.figure({"sine": history})

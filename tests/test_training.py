@@ -291,3 +291,72 @@ def test_gradient_sizes_report_the_first_sgd_step_and_leave_the_params(sample):
         rms_v = np.sqrt(np.mean(np.square(before[k], dtype=np.float64)))
         assert grad == f"{rms_g:.1e}" and value == f"{rms_v:.1e}"
         assert step == ("-" if rms_v == 0 else f"{0.5 * rms_g / rms_v:.1e}")
+
+
+# early stopping -----------------------------------------------------------------
+
+OVERFIT = """model overfit
+input  x[64]
+target y[10]
+h1     = dense(x, 256, relu)
+logits = dense(h1, 10)
+loss cross_entropy(logits, y)
+train {
+  data      = digits
+  split     = 0.8
+  normalize = standardize
+  optimizer = adam(lr = 0.01)
+  batch     = 16
+  epochs    = 100
+  early_stop = 5
+}
+"""
+
+
+def test_early_stop_keeps_the_weights_of_the_lowest_held_out_loss():
+    """A 256-unit net on 359 digits: training loss heads to 0 while the held-out
+    loss turns up; training stops 5 epochs after its lowest point and the
+    params are that epoch's, bit for bit (the same run cut there)."""
+    m = nncompile.compile_source(OVERFIT, device="cpu")
+    history = m.fit()
+    best = [r for r in history if r.get("best")]
+    assert len(best) == 1 and best[0]["test_loss"] == min(r["test_loss"] for r in history)
+    b = best[0]["epoch"]
+    assert len(history) == b + 5 < 100
+    assert history[-1]["stopped_early"] is True
+    assert [r for r in history if r.get("stopped_early")] == [history[-1]]
+    assert all(r["test_loss"] >= best[0]["test_loss"] for r in history[b:])
+    cut = nncompile.compile_source(OVERFIT, device="cpu")
+    plain = cut.fit(epochs=b, early_stop=None)
+    for k, v in cut.params.items():
+        np.testing.assert_array_equal(m.params[k], v)
+    assert [r["test_loss"] for r in plain] == [r["test_loss"] for r in history[:b]]
+
+
+def test_early_stop_that_never_triggers_still_keeps_the_best_epoch():
+    m = nncompile.compile_source(OVERFIT, device="cpu")
+    history = m.fit(epochs=12, early_stop=50)
+    assert len(history) == 12 and not any(r.get("stopped_early") for r in history)
+    b = next(r["epoch"] for r in history if r.get("best"))
+    cut = nncompile.compile_source(OVERFIT, device="cpu")
+    cut.fit(epochs=b, early_stop=None)
+    for k, v in cut.params.items():
+        np.testing.assert_array_equal(m.params[k], v)
+
+
+def test_early_stop_needs_held_out_data():
+    src = OVERFIT.replace("split     = 0.8", "split     = 0")
+    m = nncompile.compile_source(src, device="cpu", file="o.nn")
+    with pytest.raises(nncompile.CompileError) as e:
+        m.fit()
+    assert str(e.value).splitlines()[0] == (
+        "o.nn:14:16: error: early_stop = 5 watches the held-out loss, but this run holds out "
+        "no data (split = 0)")
+    assert "hint: set split = 0.2 in the train block" in str(e.value)
+    x = np.zeros((4, 64), np.float32)
+    y = np.eye(10, dtype=np.float32)[[0, 1, 2, 3]]
+    with pytest.raises(nncompile.DataError, match="pass x_test and y_test to fit"):
+        m.fit(x=x, y=y)
+    # with held-out data passed in, it watches that
+    h = m.fit(x=x, y=y, x_test=x, y_test=y, epochs=3)
+    assert sum(bool(r.get("best")) for r in h) == 1

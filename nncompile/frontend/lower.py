@@ -519,13 +519,15 @@ class Lowering:
             cfg.seed = self.number(v, key, integer=True, minimum=0)
         elif key == "clip":
             cfg.clip = self.number(v, key, positive=True)
+        elif key == "early_stop":
+            cfg.early_stop = self.number(v, key, integer=True, positive=True)
         elif key == "shuffle":
             cfg.shuffle = word(("true", "false")) == "true"
         elif key == "device":
             cfg.device = word(("cpu", "cuda", "auto"))
         else:
             keys = ("data", "split", "normalize", "optimizer", "batch", "accumulate", "epochs",
-                    "shuffle", "clip", "seed", "device")
+                    "shuffle", "clip", "early_stop", "seed", "device")
             self.error(span, f"unknown train setting '{key}'",
                        did_you_mean(key, keys) or f"settings: {', '.join(keys)}")
 

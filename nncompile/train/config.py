@@ -23,6 +23,7 @@ class TrainConfig:
     epochs: int = 10
     shuffle: bool = True
     clip: float | None = None
+    early_stop: int | None = None       # patience in epochs on the held-out loss
     seed: int = 0
     device: str = "auto"
     present: bool = False               # the file has a train block

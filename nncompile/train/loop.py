@@ -8,6 +8,10 @@
 - Each epoch reports the mean training loss (over the examples seen), and for
   one-hot or 0/1 targets the accuracy on the training and held-out data.
 - Optimizer state (momentum, Adam moments) starts fresh at every fit().
+- early_stop = k (Keras' EarlyStopping on val_loss with restore_best_weights):
+  training stops once the held-out loss has not improved for k epochs, and
+  the params go back to those of the epoch with the lowest held-out loss
+  (marked "best" in its record; the last record says "stopped_early").
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..diagnostics import DataError
+from ..diagnostics import CompileError, DataError, Diagnostic
 from . import data as datasets
 from .metrics import accuracy_kind, accuracy
 
@@ -80,13 +84,77 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         raise DataError("there are no training examples",
                         hint="x and y need at least one row")
     n_test = len(next(iter(xt.values()))) if xt else 0
+    stopper = _early_stop(model, cfg, n_test, x is not None)
     if on_start is not None:        # the data is loaded and fits the model
         on_start({"train": n, "test": n_test})
 
     model._reset_optimizer()
+    if stopper is not None:
+        on_epoch = stopper.watching(on_epoch)
     if model.device == "cuda":
         from ..backends.cuda.launch import fit_on_gpu
-        return fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch)
+        history = fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch)
+    else:
+        history = _fit_on_cpu(model, cfg, xs, ys, xt, yt, n, n_test, on_epoch)
+    if stopper is not None:
+        stopper.restore(history)
+    return history
+
+
+class EarlyStop:
+    """Watches each epoch's held-out loss: keeps a copy of the params of the
+    best epoch so far, and marks the record after which `patience` epochs
+    have passed without a lower one (a loss that is not finite never counts
+    as lower)."""
+
+    def __init__(self, model, patience: int):
+        self.model, self.patience = model, patience
+        self.best, self.best_epoch, self.params = float("inf"), 0, None
+
+    def watching(self, on_epoch):
+        def report(record):
+            self.update(record)
+            if on_epoch is not None:
+                on_epoch(record)
+        return report
+
+    def update(self, record: dict) -> None:
+        loss = record.get("test_loss", float("nan"))
+        if loss < self.best:
+            self.best, self.best_epoch, self.params = loss, record["epoch"], self.model.params
+        elif record["epoch"] - self.best_epoch >= self.patience:
+            record["stopped_early"] = True
+
+    def restore(self, history: list) -> None:
+        """The best epoch's params back in the model, and its record marked."""
+        if self.params is None:
+            return
+        self.model.set_params(self.params)
+        for r in history:
+            if r["epoch"] == self.best_epoch:
+                r["best"] = True
+
+
+def _early_stop(model, cfg, n_test: int, given: bool):
+    """An EarlyStop when the train block (or fit) asks for one; a clear error
+    when there is no held-out data to watch."""
+    if not cfg.early_stop:
+        return None
+    if n_test:
+        return EarlyStop(model, cfg.early_stop)
+    span = cfg.spans.get("early_stop")
+    what = f"early_stop = {cfg.early_stop} watches the held-out loss, but this run holds " \
+        "out no data"
+    if span is None or given:
+        raise DataError(what, file=model.file, hint="pass x_test and y_test to fit, or leave "
+                                                    "early_stop out")
+    split = 0 if cfg.split is None else cfg.split
+    raise CompileError([Diagnostic(span, f"{what} (split = {split:g})",
+                                   "set split = 0.2 in the train block to hold out a fifth "
+                                   "of the data, or remove early_stop")], model.source)
+
+
+def _fit_on_cpu(model, cfg, xs, ys, xt, yt, n, n_test, on_epoch) -> list:
     accumulate = cfg.accumulate
     if accumulate == 1:
         step = batch_runner(model._program("step", cfg), xs, ys)
@@ -129,20 +197,23 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
             _metrics(model, record, "train", xs, ys, kind, with_loss=False)
             if n_test:
                 _metrics(model, record, "test", xt, yt, kind, with_loss=True)
-            close_epoch(record, t0, history, on_epoch)
+            if close_epoch(record, t0, history, on_epoch):
+                break
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     return history
 
 
-def close_epoch(record: dict, t0: float, history: list, on_epoch) -> None:
-    """Flag a loss that is no longer finite, time the epoch, record and report it."""
+def close_epoch(record: dict, t0: float, history: list, on_epoch) -> bool:
+    """Flag a loss that is no longer finite, time the epoch, record and report
+    it. True when training stops here (early stopping)."""
     if not np.isfinite(record["loss"]):
         record["diverged"] = True
     record["time"] = time.perf_counter() - t0
     history.append(record)
     if on_epoch is not None:
         on_epoch(record)
+    return bool(record.get("stopped_early"))
 
 
 def batch_runner(prog, xs, ys):

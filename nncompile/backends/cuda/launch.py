@@ -538,7 +538,8 @@ def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
                 _metrics(rt, model, record, "train", train, ys, kind, with_loss=False)
             if test.rows:
                 _metrics(rt, model, record, "test", test, yt, kind, with_loss=True)
-            close_epoch(record, t0, history, on_epoch)
+            if close_epoch(record, t0, history, on_epoch):
+                break
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     finally:
