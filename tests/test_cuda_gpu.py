@@ -91,6 +91,18 @@ def test_digits_mlp_reaches_the_cpu_held_out_accuracy(sample):
     assert gpu[-1]["test_accuracy"] >= cpu[-1]["test_accuracy"] - 0.01
 
 
+def test_early_stop_stops_and_restores_on_the_gpu_as_on_the_cpu(sample):
+    """sine with early_stop = 1 stops after epoch 8 on the CPU; the GPU loop
+    stops at the same epoch and keeps the same (best) params."""
+    cpu = nncompile.compile(sample("sine"), device="cpu")
+    gpu = nncompile.compile(sample("sine"), device="cuda", quiet=True)
+    h_cpu, h_gpu = cpu.fit(epochs=40, early_stop=1), gpu.fit(epochs=40, early_stop=1)
+    assert [r["epoch"] for r in h_gpu] == [r["epoch"] for r in h_cpu]
+    assert [r.get("best") for r in h_gpu] == [r.get("best") for r in h_cpu]
+    for k, v in cpu.params.items():
+        np.testing.assert_allclose(gpu.params[k], v, rtol=1e-4, atol=1e-5)
+
+
 def test_cuda_graphs_capture_the_step_and_train_as_plain_launches(sample):
     from nncompile.backends.cuda.launch import CudaStorage, PycudaDevice
     runs = []

@@ -76,13 +76,12 @@ def test_xor_trace_is_the_chain_rule_worked_by_hand():
                            "(4 of the 4 training examples of 'xor', seed 1)\n")
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("xor", {}),                                    # sgd
-    ("digits_mlp", {}),                             # sgd with momentum
+EVERY_SAMPLE = sorted(f[:-3] for f in os.listdir(SAMPLES)
+                      if f.endswith(".nn") and f != "mnist_lenet.nn")   # its data is not here
+
+
+@pytest.mark.parametrize("name, overrides", [(name, {}) for name in EVERY_SAMPLE] + [
     ("digits_mlp", {"clip": 0.05}),                 # the clip scales the step
-    ("circles", {}),                                # adam
-    ("digits_dropout", {}),                         # adam, dropout masks
-    ("lenet", {}),                                  # adam, conv, accumulate = 2
     ("sine", {"batch": 7, "accumulate": 3}),
 ])
 def test_the_traced_update_is_fits_first_update(name, overrides):
