@@ -19,8 +19,8 @@ it still fails: in a net whose gradients vanish (entries of 1e-6) a wrong
 entry is caught, a right one is not flagged for the noise around it.
 
 The gradient sizes (gradient_sizes) are taken where training starts: the
-initial params, float32, on the first training batch of the train block's
-data, and one real update on that batch measures how far the first step
+initial params, float32, on the examples of the first update that `run`
+makes, and that real update, made on them, measures how far the first step
 moves each param. They show vanishing gradients (weights near the input get
 gradients orders of magnitude smaller than those near the loss) and steps
 too large for the weights, before a single epoch runs.
@@ -199,17 +199,16 @@ def gradient_check(model, seed: int = 0):
 
 
 def start_batch(model) -> tuple:
-    """(inputs, targets, what): the first training batch of the train block's
-    data, as fit prepares it; a random batch when the model has no usable data."""
-    from .train.loop import load_data
+    """(inputs, targets, what): the examples of the first update fit makes on
+    the train block's data (trace.first_update: epoch 1's order, batch *
+    accumulate rows, which update as one batch); a random batch when the
+    model has no usable data."""
+    from .trace import first_update
     cfg = model.train_config
     try:
-        xs, ys, _, _ = load_data(model, cfg)
+        return first_update(model, cfg)
     except DataError as e:
         return random_start(model, cfg, e)
-    rows = min(cfg.batch, len(next(iter(xs.values()))))
-    return ({k: v[:rows] for k, v in xs.items()}, {k: v[:rows] for k, v in ys.items()},
-            f"the first training batch ({rows} example{'s' * (rows != 1)} of '{cfg.data}')")
 
 
 def random_start(model, cfg, e: DataError, rows: int = BATCH) -> tuple:

@@ -164,8 +164,8 @@ def test_check_prints_the_summary_and_ok(work):
            "(dense, @, conv2d)" in lines
     (worst,) = [ln for ln in lines if ln.startswith("worst relative error ")]
     assert worst.endswith(": ok") and float(worst.split()[3].rstrip(":")) < 1e-5
-    at = lines.index("gradients at the start, on the first training batch "
-                     "(4 examples of 'xor'):")
+    at = lines.index("gradients at the start, on the first update of epoch 1 (4 of the 4 "
+                     "training examples of 'xor', seed 1):")
     assert lines[at + 1].split() == ["param", "rms", "grad", "rms", "value", "first", "step"]
     assert [ln.split()[0] for ln in lines[at + 3:]] == ["h.weight", "h.bias", "p.weight",
                                                        "p.bias"]

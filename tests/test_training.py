@@ -245,7 +245,7 @@ def test_api_data_faults_have_hints():
 
 
 def _weight_gradient_spread(model):
-    """RMS gradient of each weight matrix on the first training batch, first layer first."""
+    """RMS gradient of each weight matrix on the first update's examples, first layer first."""
     from nncompile.check import start_batch
     x, y, _ = start_batch(model)
     grads = model.gradients(x, y)
@@ -278,8 +278,8 @@ def test_gradient_sizes_report_the_first_sgd_step_and_leave_the_params(sample):
     m = nncompile.compile(sample("xor"), device="cpu")
     before = m.params
     heading, table, notes = gradient_sizes(m)
-    assert heading == "gradients at the start, on the first training batch " \
-                      "(4 examples of 'xor'):"
+    assert heading == "gradients at the start, on the first update of epoch 1 (4 of the 4 " \
+                      "training examples of 'xor', seed 1):"
     assert notes == []
     for k, v in m.params.items():
         np.testing.assert_array_equal(v, before[k])
