@@ -242,8 +242,34 @@ def cmd_run(args) -> int:
         if "train_accuracy" in last and "test_accuracy" in last:
             summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
         print("final: " + ", ".join(summary))
+        note = None if cfg.early_stop else overfitting_note(history)
+        if note:
+            print(note)
     print(f"wrote {weights}\nwrote {history_path}")
     return 0
+
+
+OVERFIT_RISE = 1.1      # a held-out loss this much above its lowest, at the end
+OVERFIT_AFTER = 3       # epochs between the lowest held-out loss and the end, at least
+
+
+def overfitting_note(history: list) -> str | None:
+    """A note when the run overfitted: the held-out loss ended OVERFIT_RISE
+    times above its lowest, reached OVERFIT_AFTER or more epochs before the
+    end, while the training loss went on falling."""
+    losses = [r.get("test_loss") for r in history]
+    if len(history) <= OVERFIT_AFTER or any(v is None or not np.isfinite(v) for v in losses):
+        return None
+    b = min(range(len(losses)), key=losses.__getitem__)
+    best, last = history[b], history[-1]
+    if len(history) - 1 - b < OVERFIT_AFTER or not losses[-1] >= OVERFIT_RISE * losses[b] \
+            or not last["loss"] < best["loss"]:
+        return None
+    return (f"note: overfitting: the held-out loss was lowest at epoch {best['epoch']} "
+            f"({losses[b]:.4f}) and ended {100 * (losses[-1] / losses[b] - 1):.0f}% higher, "
+            f"while the training loss fell from {best['loss']:.4f} to {last['loss']:.4f}\n"
+            f"  hint: early_stop = {OVERFIT_AFTER + 2} in the train block stops there and keeps "
+            "that epoch's weights; dropout, fewer units or more data also help")
 
 
 def _at_data_line(model, e: DataError) -> NNCompileError:

@@ -134,6 +134,43 @@ def test_run_with_early_stop_reports_and_writes_the_best_epoch(work):
     assert not (work / "gate.weights.npz").exists()
 
 
+def _records(test_losses, train_losses):
+    return [{"epoch": i + 1, "loss": a, "test_loss": b}
+            for i, (a, b) in enumerate(zip(train_losses, test_losses))]
+
+
+def test_the_overfitting_note_needs_a_rise_late_enough_while_training_improves():
+    from nncompile.cli import overfitting_note
+    train = [1.0, 0.5, 0.3, 0.2, 0.1, 0.05]
+    note = overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.56], train))
+    assert note == ("note: overfitting: the held-out loss was lowest at epoch 2 (0.5000) and "
+                    "ended 12% higher, while the training loss fell from 0.5000 to 0.0500\n"
+                    "  hint: early_stop = 5 in the train block stops there and keeps that "
+                    "epoch's weights; dropout, fewer units or more data also help")
+    assert overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.54], train)) is None
+    assert overfitting_note(_records([0.9, 0.8, 0.7, 0.5, 0.6, 0.6], train)) is None  # 2 epochs
+    flat = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5]
+    assert overfitting_note(_records([0.9, 0.5, 0.6, 0.6, 0.6, 0.6], flat)) is None
+    assert overfitting_note(_records([0.9, 0.5, float("nan"), 0.6, 0.6, 0.6], train)) is None
+    assert overfitting_note([{"epoch": i, "loss": 1.0 / i} for i in range(1, 9)]) is None
+
+
+def test_run_notes_that_digits_mlp_overfits(work):
+    """digits_mlp's held-out loss is lowest at epoch 9 and ends higher while
+    its training loss goes to 0.0015; a run with early_stop prints no note."""
+    r = cli("run", "digits_mlp.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((work / "digits_mlp.history.json").read_text())["epochs"]
+    from nncompile.cli import overfitting_note
+    note = overfitting_note(history)
+    assert note.startswith("note: overfitting: the held-out loss was lowest at epoch 9 (")
+    assert r.stdout.splitlines()[-4:-2] == note.splitlines()
+    (work / "es.nn").write_text((work / "digits_mlp.nn").read_text().replace(
+        "epochs    = 30", "epochs    = 30\n  early_stop = 30"))
+    r = cli("run", "es.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0 and "overfitting" not in r.stdout
+
+
 def test_run_defaults_to_the_models_folder(work):
     r = cli("run", str(work / "xor.nn"), "--epochs", "2", "--device", "cpu", "--quiet",
             cwd=ROOT)
