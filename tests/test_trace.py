@@ -276,3 +276,27 @@ def test_docs_backprop_shows_what_trace_prints():
     for block, name in zip(blocks, ("xor", "xor", "xor", "and_gate", "lenet")):
         for line in block.strip("\n").splitlines():
             assert line in printed[name], (name, line)
+
+
+def test_two_dropout_layers_get_fits_masks():
+    src = """input x[64]
+target y[10]
+h1 = dense(x, 32, relu)
+d1 = dropout(h1, 0.3)
+h2 = dense(d1, 32, relu)
+d2 = dropout(h2, 0.5)
+logits = dense(d2, 10)
+loss cross_entropy(logits, y)
+train {
+  data = digits
+  optimizer = sgd(lr = 0.1)
+  batch = 8
+}
+"""
+    t = nncompile.compile_source(src, device="cpu").trace()
+    fitted = nncompile.compile_source(src, device="cpu")
+    r = rows(t)
+    fitted.fit(x=r["x"].value, y=r["y"].value, epochs=1, shuffle=False)
+    for k, v in fitted.params.items():
+        close(t.after[k], v)
+    assert r["h2"].chain == "d loss/d d2 * the same dropout mask (0, or 1 / (1 - 0.5) = 2)"
