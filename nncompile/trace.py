@@ -87,11 +87,10 @@ class Trace:
 def first_update(model, cfg) -> tuple:
     """(inputs, targets, what): the examples of the first update fit makes on
     the train block's data, in fit's order."""
-    from .train.loop import load_data
+    from .train.loop import epoch_orders, load_data
     xs, ys, _, _ = load_data(model, cfg)
     n = len(next(iter(xs.values())))
-    order = np.random.default_rng([cfg.seed, 1]).permutation(n) if cfg.shuffle \
-        else np.arange(n)
+    order = next(epoch_orders(cfg, n))
     idx = order[:cfg.batch * cfg.accumulate]
     steps = f"{cfg.accumulate} accumulated mini-batches of {cfg.batch}, as one batch: " \
         if cfg.accumulate > 1 else ""
@@ -103,14 +102,13 @@ def first_update(model, cfg) -> tuple:
 def _masks(graph, rows: int, seed: int) -> dict:
     """Each dropout mask leaf's value, drawn as the numpy executor's first
     run draws them: default_rng([seed, 2]), in the graph's order."""
+    from .backends.numpy.executor import fill_mask
     rng = np.random.default_rng([seed, 2])
     masks = {}
     for n in graph.nodes:
         if n.op == "random":
-            u = rng.random((rows,) + tuple(n.shape[1:]), dtype=np.float32)
-            rate = n.attrs["rate"]
-            masks[n.attrs["name"]] = (u >= rate).astype(np.float32) * \
-                np.float32(1.0 / (1.0 - rate))
+            masks[n.attrs["name"]] = np.empty((rows,) + tuple(n.shape[1:]), np.float32)
+            fill_mask(rng, masks[n.attrs["name"]], n.attrs["rate"])
     return masks
 
 

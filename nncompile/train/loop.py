@@ -164,13 +164,13 @@ def _fit_on_cpu(model, cfg, xs, ys, xt, yt, n, n_test, on_epoch) -> list:
         update = model._program("update", cfg)
         acc = {k: model._storage[f"grad/{k}"] for k in model.graph.params}
         scaled = {k: np.empty_like(a) for k, a in acc.items()}   # w * grad, reused
-    rng = np.random.default_rng([cfg.seed, 1])
+    orders = epoch_orders(cfg, n)
     kind = accuracy_kind(model, ys)
     history = []
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            order = rng.permutation(n) if cfg.shuffle else np.arange(n)
+            order = next(orders)
             total, seen = 0.0, 0
             batches = [order[s:s + cfg.batch] for s in range(0, n, cfg.batch)]
             with np.errstate(over="ignore", under="ignore", invalid="ignore",
@@ -202,6 +202,15 @@ def _fit_on_cpu(model, cfg, xs, ys, xt, yt, n, n_test, on_epoch) -> list:
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     return history
+
+
+def epoch_orders(cfg, n: int):
+    """Each epoch's order of the n training rows, one per next(): a fresh
+    permutation from default_rng([seed, 1]), or 0..n-1 when shuffle is off.
+    The CPU loop, the GPU loop and trace all draw from here."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    while True:
+        yield rng.permutation(n) if cfg.shuffle else np.arange(n)
 
 
 def close_epoch(record: dict, t0: float, history: list, on_epoch) -> bool:

@@ -480,7 +480,7 @@ def _steps(rt: _Runtime, prog: CudaProgram, data: _Data, perm, rows: int):
 def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
     """The training loop of train/loop.py, on the GPU (same records, same order
     of examples, same losses to float32 rounding)."""
-    from ...train.loop import Interrupted, close_epoch
+    from ...train.loop import Interrupted, close_epoch, epoch_orders
     from ...train.metrics import accuracy_kind
     storage = model._storage
     d = storage.device
@@ -513,12 +513,12 @@ def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
             for call in calls:
                 call()
 
-    rng = np.random.default_rng([cfg.seed, 1])
+    orders = epoch_orders(cfg, n)
     history = []
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            order = rng.permutation(n) if cfg.shuffle else np.arange(n)
+            order = next(orders)
             d.synchronize()                   # the last epoch's copy has left perm_host
             perm_host[:n] = order
             d.upload(perm, perm_host)

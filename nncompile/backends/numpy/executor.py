@@ -73,7 +73,7 @@ class _Bound:
                 self.value[n] = self._fix(n.op, out if n.op == "count" else None, out.shape,
                                           ins, n.attrs)
             elif n.op == "random":
-                self.calls.append(partial(_fill_mask, program.rng(n.attrs["seed"]), out,
+                self.calls.append(partial(fill_mask, program.rng(n.attrs["seed"]), out,
                                           n.attrs["rate"]))
             else:
                 self.calls += self._bind(n.op, out, ins, n.attrs)
@@ -218,7 +218,7 @@ def _copy(dst, src):
     return partial(np.copyto, dst, src)
 
 
-def _fill_mask(rng, out, rate):
+def fill_mask(rng, out, rate):
     """A fresh dropout mask: 1 / (1 - rate) with probability 1 - rate, else 0."""
     rng.random(out=out, dtype=out.dtype)
     np.greater_equal(out, rate, out=out)
