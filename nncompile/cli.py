@@ -226,13 +226,8 @@ def cmd_run(args) -> int:
     if history:
         last = history[-1]
         best = next((r for r in history if r.get("best")), None)
-        if last.get("stopped_early"):
-            print(f"stopped early after epoch {last['epoch']}: the held-out loss has not "
-                  f"improved for {last['epoch'] - best['epoch']} epochs (early_stop = "
-                  f"{cfg.early_stop})")
-        if best is not None and best is not last:
-            print(f"kept the weights of epoch {best['epoch']}, whose held-out loss "
-                  f"{best['test_loss']:.6f} is the lowest")
+        for line in early_stop_lines(history, cfg.early_stop):
+            print(line)
         last = best or last
         summary = [f"loss {last['loss']:.6f}"]
         for key, label in (("train_accuracy", "train accuracy"),
@@ -247,6 +242,21 @@ def cmd_run(args) -> int:
             print(note)
     print(f"wrote {weights}\nwrote {history_path}")
     return 0
+
+
+def early_stop_lines(history: list, patience) -> list:
+    """What `run` says of early stopping: where it stopped, and whose weights
+    it kept (none when no epoch had a finite held-out loss)."""
+    best = next((r for r in history if r.get("best")), None)
+    last, lines = history[-1], []
+    if last.get("stopped_early"):
+        since = best["epoch"] if best else 0
+        lines.append(f"stopped early after epoch {last['epoch']}: the held-out loss has not "
+                     f"improved for {last['epoch'] - since} epochs (early_stop = {patience})")
+    if best is not None and best is not last:
+        lines.append(f"kept the weights of epoch {best['epoch']}, whose held-out loss "
+                     f"{best['test_loss']:.6f} is the lowest")
+    return lines
 
 
 OVERFIT_RISE = 1.1      # a held-out loss this much above its lowest, at the end

@@ -171,6 +171,20 @@ def test_run_notes_that_digits_mlp_overfits(work):
     assert r.returncode == 0 and "overfitting" not in r.stdout
 
 
+def test_early_stop_lines_when_no_held_out_loss_was_finite():
+    from nncompile.cli import early_stop_lines
+    from nncompile.train.loop import EarlyStop
+    history = [{"epoch": e, "loss": 1.0, "test_loss": float("inf")} for e in (1, 2)]
+    stop = EarlyStop(model=None, patience=2)
+    for r in history:
+        stop.update(r)
+    stop.restore(history)                      # nothing kept: no epoch was finite
+    assert history[-1]["stopped_early"] and not any(r.get("best") for r in history)
+    assert early_stop_lines(history, 2) == [
+        "stopped early after epoch 2: the held-out loss has not improved for 2 epochs "
+        "(early_stop = 2)"]
+
+
 def test_run_defaults_to_the_models_folder(work):
     r = cli("run", str(work / "xor.nn"), "--epochs", "2", "--device", "cpu", "--quiet",
             cwd=ROOT)
