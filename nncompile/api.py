@@ -186,7 +186,7 @@ class Model:
             self._built_for[key] = _optimizer_settings(cfg)
             roles = {"predict": dict(outputs=True), "loss": dict(loss=True),
                      "evaluate": dict(outputs=True, loss=True),
-                     "gradients": dict(grads=True)}.get(key)
+                     "gradients": dict(grads=True), "probe": dict(grads=True)}.get(key)
             if key == "step":
                 sched = pipeline.program(self.graph, updates=True, cfg=cfg)
             elif key == "update":
@@ -323,7 +323,9 @@ class Model:
     def fit(self, **overrides) -> list:
         """Train as the train block says; keyword overrides: any train key
         (epochs, batch, lr, ...), x, y (and x_test, y_test), on_epoch(record),
-        on_start({"train": rows, "test": rows}) once the data is loaded and checked."""
+        on_start({"train": rows, "test": rows}) once the data is loaded and checked,
+        grad_rms=True to add each param's RMS gradient on a fixed probe batch to
+        every record (and to on_start's dict, for the initial params)."""
         from .train.loop import fit
         return fit(self, **overrides)
 

@@ -35,6 +35,7 @@ from .ir.graph import fmt_shape
 from .ops.registry import REGISTRY, flops
 from .passes import pipeline
 from .passes.mode import training_mode
+from .train.loop import rms
 
 SAMPLES = 16
 STEP = 1e-6
@@ -222,10 +223,6 @@ def random_start(model, cfg, e: DataError, rows: int = BATCH) -> tuple:
             f"a random batch of {rows} example{'s' * (rows != 1)} ({why})")
 
 
-def _rms(a) -> float:
-    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
-
-
 def gradient_sizes(model) -> tuple:
     """(heading, table lines, notes): each param's RMS gradient, RMS value and
     how much the first update changes it (RMS of the change over RMS of the
@@ -245,9 +242,9 @@ def gradient_sizes(model) -> tuple:
     rows = [("param", "rms grad", "rms value", "first step")]
     step = {}
     for k in model.graph.params:
-        value = _rms(start[k])
-        step[k] = _rms(moved[k] - start[k]) / value if value > 0 else None
-        rows.append((k, f"{_rms(grads[k]):.1e}", f"{value:.1e}",
+        value = rms(start[k])
+        step[k] = rms(moved[k] - start[k]) / value if value > 0 else None
+        rows.append((k, f"{rms(grads[k]):.1e}", f"{value:.1e}",
                      "-" if step[k] is None else f"{step[k]:.1e}"))
     notes = []
     if not np.isfinite(loss):
@@ -255,7 +252,7 @@ def gradient_sizes(model) -> tuple:
                       "look for a log or sqrt of a value that can be negative or zero, "
                       "or inputs far from 0 (normalize = standardize)"))
     weights = [k for k, n in model.graph.params.items() if len(n.shape) >= 2]
-    size = {k: _rms(grads[k]) for k in weights}
+    size = {k: rms(grads[k]) for k in weights}
     if len(weights) >= 2 and all(np.isfinite(list(size.values()))):
         small, big = min(weights, key=size.get), max(weights, key=size.get)
         # only the direction toward the input: with weights too large, the

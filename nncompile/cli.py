@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder for MODEL.weights.npz and MODEL.history.json "
                         "(default: beside the model)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
+    r.add_argument("--grad-rms", action="store_true",
+                   help="measure each param's RMS gradient on a fixed batch after every "
+                        "epoch (vanishing and exploding gradients) and print a table")
 
     c = sub.add_parser("check", help="check names and shapes, print a summary and "
                                      "verify gradients against finite differences")
@@ -188,14 +191,20 @@ def cmd_run(args) -> int:
                         hint=f"give a folder; run writes {stem}.weights.npz and "
                              f"{stem}.history.json into it")
 
+    start = {}
+
     def header(rows):
+        start.update(rows)
         held = f" + {rows['test']} held out" if rows["test"] else ""
         print(f"nncompile: training {model.name} on {cfg.data}, {rows['train']} examples{held} "
               f"({model.device}, {epochs} epoch{'' if epochs == 1 else 's'}, "
               f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
                                       else "") + ")", flush=True)
 
+    seen = []
+
     def report(record):
+        seen.append(record)
         if not args.quiet and (_should_print(record["epoch"], epochs) or
                                record.get("diverged") or record.get("stopped_early")):
             print(_fmt(record, epochs), flush=True)
@@ -203,7 +212,8 @@ def cmd_run(args) -> int:
             raise _Diverged(record["epoch"], record["loss"])
 
     try:
-        history = model.fit(epochs=epochs, on_epoch=report, on_start=header)
+        history = model.fit(epochs=epochs, on_epoch=report, on_start=header,
+                            grad_rms=args.grad_rms)
     except Interrupted as e:
         print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
               "nothing was written", file=sys.stderr)
@@ -211,6 +221,8 @@ def cmd_run(args) -> int:
     except DataError as e:
         raise _at_data_line(model, e) from None
     except _Diverged as e:
+        if args.grad_rms:
+            print("\n".join(grad_rms_lines(model, start["grad_rms"], seen, start["train"])))
         span = cfg.span("optimizer")
         raise NNCompileError(Diagnostic(
             span, f"training diverged: the loss became {e.loss} in epoch {e.epoch} of "
@@ -220,8 +232,10 @@ def cmd_run(args) -> int:
         ).render(model.source)) from None
     from .api import write_atomic
     model.save(weights)
-    text = json.dumps({"model": model.name, "file": args.model, "device": model.device,
-                       "epochs": history}, indent=1)
+    doc = {"model": model.name, "file": args.model, "device": model.device}
+    if "grad_rms" in start:
+        doc["grad_rms_start"] = start["grad_rms"]
+    text = json.dumps({**doc, "epochs": history}, indent=1)
     write_atomic(history_path, lambda f: f.write(text.encode()))
     if history:
         last = history[-1]
@@ -240,6 +254,8 @@ def cmd_run(args) -> int:
         note = None if cfg.early_stop else overfitting_note(history)
         if note:
             print(note)
+        if args.grad_rms:
+            print("\n".join(grad_rms_lines(model, start["grad_rms"], history, start["train"])))
     print(f"wrote {weights}\nwrote {history_path}")
     return 0
 
@@ -257,6 +273,36 @@ def early_stop_lines(history: list, patience) -> list:
         lines.append(f"kept the weights of epoch {best['epoch']}, whose held-out loss "
                      f"{best['test_loss']:.6f} is the lowest")
     return lines
+
+
+GRAD_COLUMNS = 5        # epochs shown in run --grad-rms's table, besides the start
+
+
+def grad_rms_lines(model, start: dict, history: list, examples: int) -> list:
+    """run --grad-rms's table: each param's RMS gradient on the probe batch at
+    the start and after up to GRAD_COLUMNS epochs spread over the run, and,
+    for two or more weights (params of two or more axes), how many times the
+    largest weight gradient is the smallest: a ratio of 100 or more that
+    stays is vanishing gradients."""
+    from .check import _table
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(history) - 1, GRAD_COLUMNS)})
+    columns = [("start", start)] + [(f"epoch {history[i]['epoch']}", history[i]["grad_rms"])
+                                    for i in picks]
+    rows = [("param",) + tuple(c for c, _ in columns)]
+    rows += [(k,) + tuple(f"{g[k]:.1e}" for _, g in columns) for k in model.graph.params]
+    weights = [k for k, p in model.graph.params.items() if len(p.shape) >= 2]
+    if len(weights) >= 2:
+        def spread(g):
+            sizes = [g[k] for k in weights]
+            if not all(np.isfinite(sizes)) or min(sizes) <= 0:
+                return "-"
+            return f"{max(sizes) / min(sizes):.0f}x"
+        rows.append(("largest / smallest weight",) + tuple(spread(g) for _, g in columns))
+    cfg = model.train_config
+    rows_used = min(cfg.batch * cfg.accumulate, examples)
+    return [f"gradient RMS of each param on a fixed batch, the {rows_used} examples of the "
+            "first update (as `check` shows them at the start):"] + \
+        ["  " + line for line in _table(rows, right=range(1, len(columns) + 1))]
 
 
 OVERFIT_RISE = 1.1      # a held-out loss this much above its lowest, at the end
@@ -444,12 +490,15 @@ def cmd_plot(args) -> int:
     read = [plot.read_history(p) for p in paths]
     stems = [os.path.basename(p).removesuffix(".json").removesuffix(".history")
              for p in paths]
-    labels = [name for name, _ in read] if len(read) == 1 else stems
-    histories = {}
-    for i, (label, (_, records)) in enumerate(zip(labels, read)):
-        histories[label if label not in histories else f"{label} ({i + 1})"] = records
+    labels = [name for name, _, _ in read] if len(read) == 1 else stems
+    histories, starts = {}, {}
+    for i, (label, (_, records, start)) in enumerate(zip(labels, read)):
+        label = label if label not in histories else f"{label} ({i + 1})"
+        histories[label] = records
+        if start is not None:
+            starts[label] = start
     out = args.output or (paths[0].removesuffix(".json") + ".png")
-    plot.save(plot.figure(histories), out)
+    plot.save(plot.figure(histories, starts), out)
     print(f"wrote {out}")
     return 0
 

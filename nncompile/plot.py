@@ -22,8 +22,10 @@ def history_path(path: str) -> str:
     return path[:-3] + ".history.json" if path.endswith(".nn") else path
 
 
-def read_history(path: str) -> tuple[str, list]:
-    """(model name, per-epoch records) from a history file written by `run`."""
+def read_history(path: str) -> tuple[str, list, dict | None]:
+    """(model name, per-epoch records, the RMS gradients at the start or None)
+    from a history file written by `run` (`run --grad-rms` adds the
+    gradients: "grad_rms_start" and each record's "grad_rms")."""
     if not os.path.isfile(path):
         what = "a folder, not a history file" if os.path.isdir(path) else "no such history file"
         raise DataError(what, file=path, hint=HINT_RUN)
@@ -44,18 +46,40 @@ def read_history(path: str) -> tuple[str, list]:
             if key in r and not _number(r[key]):
                 raise DataError(f"epoch record {i + 1} has {r[key]!r} for '{key}', not a "
                                 "number", file=path, hint=HINT_RUN)
-    return str(doc.get("model", os.path.basename(path))), records
+        if "grad_rms" in r and not _numbers(r["grad_rms"]):
+            raise DataError(f"epoch record {i + 1} has {r['grad_rms']!r} for 'grad_rms', "
+                            "not a table of param names and numbers", file=path, hint=HINT_RUN)
+    start = doc.get("grad_rms_start")
+    if start is not None and not _numbers(start):
+        raise DataError(f"'grad_rms_start' is {start!r}, not a table of param names and "
+                        "numbers", file=path, hint=HINT_RUN)
+    return str(doc.get("model", os.path.basename(path))), records, start
 
 
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def figure(histories: dict):
+def _numbers(table) -> bool:
+    return isinstance(table, dict) and all(_number(v) for v in table.values())
+
+
+def _watched(names: list) -> list:
+    """The params whose gradients the plot draws: all but the biases (names
+    ending in .bias), which follow their weights, unless nothing else is left."""
+    weights = [k for k in names if not k.endswith(".bias")]
+    return weights or names
+
+
+def figure(histories: dict, grad_starts: dict | None = None):
     """A matplotlib Figure of {label: records}: loss per epoch (training solid,
     held-out dashed), and beside it accuracy the same way when any history
     has it. Each label keeps one colour in both panels. A run that kept its
-    best epoch (early_stop) gets a dotted vertical line there."""
+    best epoch (early_stop) gets a dotted vertical line there. Histories with
+    gradients (run --grad-rms) get a third panel, log-scaled: each weight's
+    RMS gradient per epoch, from epoch 0 (the start, grad_starts[label]) when
+    given; colours go from the input's side (dark) to the loss's (light),
+    and each history has its own line style."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
@@ -64,8 +88,10 @@ def figure(histories: dict):
                         hint="pip install 'nncompile[plot]'") from None
     with_acc = any("train_accuracy" in r or "test_accuracy" in r
                    for records in histories.values() for r in records)
-    fig = Figure(figsize=(11 if with_acc else 6, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2 if with_acc else 1, squeeze=False)[0]
+    with_grads = any("grad_rms" in r for records in histories.values() for r in records)
+    count = 1 + with_acc + with_grads
+    fig = Figure(figsize=(6 + 5 * (count - 1), 4.2), layout="constrained")
+    axes = fig.subplots(1, count, squeeze=False)[0]
     panels = [(axes[0], "loss", ("loss", "test_loss"))]
     if with_acc:
         panels.append((axes[1], "accuracy", ("train_accuracy", "test_accuracy")))
@@ -85,13 +111,54 @@ def figure(histories: dict):
         for ax, _, _ in panels if best is not None else ():
             ax.axvline(best, linestyle=":", color=f"C{i % 10}",
                        label=f"{label}, kept (best held-out loss)" if ax is axes[0] else None)
-    for ax, name, _ in panels:
+    if with_grads:
+        ax = axes[-1]
+        _gradient_lines(ax, histories, grad_starts or {})
+        panels.append((ax, "RMS gradient (probe batch)", None))
+    for ax, name, curves in panels:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if curves is not None:
+            ax.legend(fontsize="small")
     return fig
+
+
+def _gradient_lines(ax, histories: dict, grad_starts: dict) -> None:
+    """Each history's weights' RMS gradients, one colour per weight (by depth)
+    and one line style per history, and a legend that names each once."""
+    from matplotlib.lines import Line2D
+    styles = ("-", "--", ":", "-.")
+    drawn = {}
+    for i, (label, records) in enumerate(histories.items()):
+        kept = [r for r in records if "grad_rms" in r]
+        if not kept:
+            continue
+        points = ([(0, grad_starts[label])] if label in grad_starts else []) + \
+            [(r["epoch"], r["grad_rms"]) for r in kept]
+        names = _watched(list(points[-1][1]))
+        drawn[label] = (styles[i % len(styles)], names)
+        for j, k in enumerate(names):
+            ax.plot([e for e, _ in points], [g.get(k, float("nan")) for _, g in points],
+                    styles[i % len(styles)], color=_shade(j, len(names)),
+                    label=k if len(histories) == 1 else f"{label}, {k}")
+    if any(y > 0 for line in ax.get_lines() for y in line.get_ydata()):
+        ax.set_yscale("log")
+    name_lists = [names for _, names in drawn.values()]
+    if len(drawn) > 1 and all(n == name_lists[0] for n in name_lists):
+        handles = [Line2D([], [], color=_shade(j, len(name_lists[0])), label=k)
+                   for j, k in enumerate(name_lists[0])]
+        handles += [Line2D([], [], linestyle=style, color="0.4", label=label)
+                    for label, (style, _) in drawn.items()]
+        ax.legend(handles=handles, fontsize="x-small", ncols=2)
+    else:
+        ax.legend(fontsize="x-small", ncols=2 if len(ax.get_lines()) > 8 else 1)
+
+
+def _shade(j: int, count: int):
+    from matplotlib import colormaps
+    return colormaps["viridis"](0.85 * j / max(1, count - 1))
 
 
 def save(fig, path: str) -> None:

@@ -87,11 +87,10 @@ class Trace:
 def first_update(model, cfg) -> tuple:
     """(inputs, targets, what): the examples of the first update fit makes on
     the train block's data, in fit's order."""
-    from .train.loop import epoch_orders, load_data
+    from .train.loop import first_rows, load_data
     xs, ys, _, _ = load_data(model, cfg)
     n = len(next(iter(xs.values())))
-    order = next(epoch_orders(cfg, n))
-    idx = order[:cfg.batch * cfg.accumulate]
+    idx = first_rows(cfg, n)
     steps = f"{cfg.accumulate} accumulated mini-batches of {cfg.batch}, as one batch: " \
         if cfg.accumulate > 1 else ""
     what = (f"the first update of epoch 1 ({steps}{len(idx)} of the {n} training examples "

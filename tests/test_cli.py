@@ -296,6 +296,53 @@ def test_a_diverging_run_stops_and_writes_nothing(work):
     assert np.isfinite(losses).all() and losses[2] < losses[1] < losses[0]
 
 
+def test_run_grad_rms_prints_the_table_and_writes_the_gradients(work):
+    """xor for 7 epochs: the start and 5 epochs spread over the run (1, 3, 4,
+    5, 7), each cell the RMS of d loss / d param on the first update's 4
+    examples with the params of that moment; the history file holds them all."""
+    r = cli("run", "xor.nn", "--epochs", "7", "--grad-rms", "--quiet", "--device", "cpu",
+            cwd=work)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((work / "xor.history.json").read_text())
+    columns = [doc["grad_rms_start"]] + [doc["epochs"][i]["grad_rms"] for i in (0, 2, 3, 4, 6)]
+    model = nncompile.compile(str(work / "xor.nn"), device="cpu")
+    y = np.float32([[0], [1], [1], [0]])
+    for column, epochs in zip(columns, (0, 1, 3, 4, 5, 7)):
+        if epochs:
+            model.fit(epochs=epochs)
+        grads = model.gradients(XOR_X, y)    # the same 4 examples, in another order
+        for k, g in grads.items():
+            assert column[k] == pytest.approx(float(np.sqrt(np.mean(g.astype(float) ** 2))),
+                                              rel=1e-5)
+        model = nncompile.compile(str(work / "xor.nn"), device="cpu")
+    lines = r.stdout.splitlines()
+    at = lines.index("gradient RMS of each param on a fixed batch, the 4 examples of the first "
+                     "update (as `check` shows them at the start):")
+    assert lines[at + 1].split() == ["param", "start", "epoch", "1", "epoch", "3", "epoch",
+                                     "4", "epoch", "5", "epoch", "7"]
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines[at + 3:at + 7]}
+    assert list(rows) == ["h.weight", "h.bias", "p.weight", "p.bias"]
+    for k, cells in rows.items():
+        assert cells == [f"{c[k]:.1e}" for c in columns]
+    spread = [max(c["h.weight"], c["p.weight"]) / min(c["h.weight"], c["p.weight"])
+              for c in columns]
+    assert lines[at + 7].split() == ["largest", "/", "smallest", "weight"] + \
+        [f"{v:.0f}x" for v in spread]
+    assert lines[at + 8] == f"wrote {work / 'xor.weights.npz'}"
+
+
+def test_run_grad_rms_shows_the_gradients_of_a_diverging_run(work):
+    _deep(work, init=", init = normal(0, 0.5)")
+    r = cli("run", "deep.nn", "--device", "cpu", "--grad-rms", "--quiet", cwd=work)
+    user_fault(r, "deep.nn:27:15: error: training diverged: the loss became nan in epoch 1 "
+                  "of 20 (exploding gradients), so the run stopped and wrote nothing")
+    lines = r.stdout.splitlines()
+    assert lines[2].split() == ["param", "start", "epoch", "1"]
+    first = lines[4].split()
+    assert first[0] == "h1.weight" and float(first[1]) > 1 and first[2] == "nan"
+    assert lines[-1].split()[-1] == "-"         # no spread of gradients that are not finite
+
+
 @pytest.mark.parametrize("target, first, marker", [
     ("ir", "graph xor", "\noutput p = %p\nloss = %loss\n"),
     ("grad", "graph xor", "update h.weight = "),

@@ -224,10 +224,15 @@ def _same_history(h1, h2, rtol=1e-5):
 @needs_gxx
 @pytest.mark.parametrize("name,epochs", [("xor", 3), ("circles", 2)])
 def test_gpu_training_loop_matches_the_cpu_loop_on_the_emulator(sample, name, epochs):
+    """The same records (grad_rms included: the probe runs on the GPU too),
+    params and predictions."""
     cpu = nncompile.compile(sample(name), device="cpu")
     dev = cuda_emu.EmuDevice()
     gpu = _emulated(nncompile.compile(sample(name), device="cpu"), dev)
-    _same_history(cpu.fit(epochs=epochs), gpu.fit(epochs=epochs))
+    starts = []
+    _same_history(cpu.fit(epochs=epochs, grad_rms=True, on_start=starts.append),
+                  gpu.fit(epochs=epochs, grad_rms=True, on_start=starts.append))
+    assert starts[1]["grad_rms"] == pytest.approx(starts[0]["grad_rms"], rel=1e-5)
     for k, v in cpu.params.items():
         np.testing.assert_allclose(gpu.params[k], v, rtol=1e-5, atol=1e-6)
     x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)

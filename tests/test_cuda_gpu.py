@@ -91,6 +91,19 @@ def test_digits_mlp_reaches_the_cpu_held_out_accuracy(sample):
     assert gpu[-1]["test_accuracy"] >= cpu[-1]["test_accuracy"] - 0.01
 
 
+def test_grad_rms_on_the_gpu_is_the_cpus(sample):
+    """digits_dropout (dropout, adam), 2 epochs: each record's RMS gradients
+    on the probe batch, and the start's, agree with the CPU's."""
+    cpu = nncompile.compile(sample("digits_dropout"), device="cpu")
+    gpu = nncompile.compile(sample("digits_dropout"), device="cuda", quiet=True)
+    starts = []
+    h_cpu = cpu.fit(epochs=2, grad_rms=True, on_start=starts.append)
+    h_gpu = gpu.fit(epochs=2, grad_rms=True, on_start=starts.append)
+    assert starts[1]["grad_rms"] == pytest.approx(starts[0]["grad_rms"], rel=1e-4)
+    for a, b in zip(h_cpu, h_gpu):
+        assert b["grad_rms"] == pytest.approx(a["grad_rms"], rel=2e-3)
+
+
 def test_early_stop_stops_and_restores_on_the_gpu_as_on_the_cpu(sample):
     """sine with early_stop = 1 stops after epoch 8 on the CPU; the GPU loop
     stops at the same epoch and keeps the same (best) params."""

@@ -60,6 +60,42 @@ def test_a_loss_spanning_more_than_a_hundredfold_is_log_scaled_and_no_accuracy_n
     assert plot.figure({"sine": history[:3]}).axes[0].get_yscale() == "linear"
 
 
+GRADS = [{"epoch": 1, "loss": 2.0, "grad_rms": {"h.weight": 1e-5, "h.bias": 2e-5,
+                                                "out.weight": 1e-2, "out.bias": 3e-2}},
+         {"epoch": 2, "loss": 1.0, "grad_rms": {"h.weight": 2e-5, "h.bias": 4e-5,
+                                                "out.weight": 5e-3, "out.bias": 1e-2}}]
+START = {"h.weight": 4e-5, "h.bias": 1e-4, "out.weight": 2e-2, "out.bias": 5e-2}
+
+
+def test_the_gradient_panel_draws_each_weight_from_the_start_log_scaled():
+    loss_ax, grad_ax = plot.figure({"m": GRADS}, {"m": START}).axes
+    drawn = lines(grad_ax)
+    assert list(drawn) == ["h.weight", "out.weight"]          # the biases are left out
+    assert drawn["h.weight"][:3] == ([0, 1, 2], [4e-5, 1e-5, 2e-5], "-")
+    assert drawn["out.weight"][:3] == ([0, 1, 2], [2e-2, 1e-2, 5e-3], "-")
+    assert drawn["h.weight"][3] != drawn["out.weight"][3]     # a colour per weight
+    assert grad_ax.get_yscale() == "log"
+    assert grad_ax.get_ylabel() == "RMS gradient (probe batch)"
+    assert [t.get_text() for t in grad_ax.get_legend().get_texts()] == ["h.weight",
+                                                                        "out.weight"]
+    assert list(lines(loss_ax)) == ["m, training"]
+    only = plot.figure({"m": [{"epoch": 1, "loss": 1.0, "grad_rms": {"b": 0.5}}]}).axes[1]
+    assert lines(only)["b"][:2] == ([1], [0.5])              # no start; a lone param is drawn
+
+
+def test_several_histories_share_a_weights_colour_and_differ_in_line_style():
+    other = [dict(r, grad_rms={k: 10 * v for k, v in r["grad_rms"].items()}) for r in GRADS]
+    grad_ax = plot.figure({"a": GRADS, "b": other, "c": REGRESSION}, {"b": START}).axes[1]
+    drawn = lines(grad_ax)
+    assert list(drawn) == ["a, h.weight", "a, out.weight", "b, h.weight", "b, out.weight"]
+    assert drawn["a, h.weight"][0] == [1, 2] and drawn["b, h.weight"][0] == [0, 1, 2]
+    assert drawn["b, out.weight"][1] == [2e-2, 0.1, 5e-2]
+    assert (drawn["a, h.weight"][2], drawn["b, h.weight"][2]) == ("-", "--")
+    assert drawn["a, h.weight"][3] == drawn["b, h.weight"][3]
+    legend = [t.get_text() for t in grad_ax.get_legend().get_texts()]
+    assert legend == ["h.weight", "out.weight", "a", "b"]
+
+
 @pytest.fixture
 def runs(tmp_path):
     for name in ("xor.nn", "sine.nn"):
@@ -81,6 +117,11 @@ def test_cli_plots_a_run_beside_its_history(runs):
     assert image.std() > 0.05                 # something is drawn
     assert cli("plot", "sine.nn", cwd=runs).returncode == 0
     assert imread(str(runs / "sine.history.png")).shape[:2] == (420, 600)   # regression: loss
+    r = cli("run", "xor.nn", "--epochs", "3", "--device", "cpu", "--quiet", "--grad-rms",
+            cwd=runs)
+    assert r.returncode == 0, r.stderr
+    assert cli("plot", "xor.nn", cwd=runs).returncode == 0
+    assert imread(str(runs / "xor.history.png")).shape[:2] == (420, 1600)   # and gradients
 
 
 def test_cli_plots_several_runs_to_svg(runs):
@@ -102,6 +143,10 @@ def test_cli_plots_several_runs_to_svg(runs):
      "epoch record 2 has no number for 'epoch' and 'loss'"),
     ('{"epochs": [{"epoch": 1, "loss": 0.5, "test_accuracy": "high"}]}',
      "epoch record 1 has 'high' for 'test_accuracy', not a number"),
+    ('{"epochs": [{"epoch": 1, "loss": 0.5, "grad_rms": [1, 2]}]}',
+     "epoch record 1 has [1, 2] for 'grad_rms', not a table of param names and numbers"),
+    ('{"grad_rms_start": {"w": "big"}, "epochs": [{"epoch": 1, "loss": 0.5}]}',
+     "'grad_rms_start' is {'w': 'big'}, not a table of param names and numbers"),
 ])
 def test_bad_histories(tmp_path, content, message):
     path = tmp_path / "h.json"

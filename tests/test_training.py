@@ -360,3 +360,57 @@ def test_early_stop_needs_held_out_data():
     # with held-out data passed in, it watches that
     h = m.fit(x=x, y=y, x_test=x, y_test=y, epochs=3)
     assert sum(bool(r.get("best")) for r in h) == 1
+
+
+# watching the gradients through training ------------------------------------------
+
+def _rms_of(grads):
+    return {k: float(np.sqrt(np.mean(np.square(g, dtype=np.float64)))) for k, g in grads.items()}
+
+
+def _without(history, *keys):
+    return [{k: v for k, v in r.items() if k not in keys} for r in history]
+
+
+@pytest.mark.parametrize("options", [{}, {"accumulate": 2}], ids=["plain", "accumulate"])
+def test_grad_rms_is_each_params_rms_gradient_on_the_first_updates_examples(sample, options):
+    """digits_dropout (dropout 0.5, adam): the start and each epoch's record
+    hold the RMS of model.gradients on the first update's examples, with the
+    first dropout masks of the seed, for the params of that moment; and the
+    training itself is bit for bit the one without grad_rms (the probe draws
+    no mask from training's stream)."""
+    from nncompile.trace import first_update
+    m = nncompile.compile(sample("digits_dropout"), device="cpu")
+    starts = []
+    history = m.fit(epochs=2, grad_rms=True, on_start=starts.append, **options)
+    x, y, _ = first_update(m, m.config(**options))
+    assert len(next(iter(x.values()))) == 32 * options.get("accumulate", 1)
+    for epochs, measured in [(0, starts[0]["grad_rms"]), (1, history[0]["grad_rms"]),
+                             (2, history[1]["grad_rms"])]:
+        trained = nncompile.compile(sample("digits_dropout"), device="cpu")
+        if epochs:
+            trained.fit(epochs=epochs, **options)
+        fresh = nncompile.compile(sample("digits_dropout"), device="cpu")
+        fresh.set_params(trained.params)
+        expected = _rms_of(fresh.gradients(x, y))      # a new program: the first masks
+        assert list(measured) == list(m.graph.params)
+        assert measured == pytest.approx(expected, rel=1e-6)
+    plain = nncompile.compile(sample("digits_dropout"), device="cpu")
+    assert _without(plain.fit(epochs=2, **options), "time") == \
+        _without(history, "time", "grad_rms")
+    for k, v in plain.params.items():
+        np.testing.assert_array_equal(m.params[k], v)
+
+
+def test_grad_rms_shows_deep_sigmoid_gradients_staying_vanished(sample):
+    """Through 3 epochs of deep_sigmoid the first layer's gradient stays over
+    1000x below the last layer's, while a relu net's stay within 5x."""
+    text = open_sample("deep_sigmoid")
+    for act, low, high in (("sigmoid", 1000, np.inf), ("relu", 1, 5)):
+        m = nncompile.compile_source(text.replace("sigmoid)", act + ")"), device="cpu")
+        for r in m.fit(epochs=3, grad_rms=True):
+            g = r["grad_rms"]
+            weights = [g[k] for k in g if k.endswith(".weight")]
+            assert low <= max(weights) / min(weights) < high, (act, r["epoch"])
+            if act == "sigmoid":
+                assert g["h1.weight"] < g["h2.weight"] < g["logits.weight"]

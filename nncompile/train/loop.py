@@ -12,6 +12,9 @@
   training stops once the held-out loss has not improved for k epochs, and
   the params go back to those of the epoch with the lowest held-out loss
   (marked "best" in its record; the last record says "stopped_early").
+- grad_rms = True (fit's option, `run --grad-rms`): each record also gets
+  every param's RMS gradient on one fixed probe batch (GradientWatch), so
+  vanishing and exploding gradients can be watched through training.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def _as_feeds(model, x, y):
 
 
 def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start=None,
-        **overrides) -> list:
+        grad_rms=False, **overrides) -> list:
     cfg = model.config(**overrides)
     if model.graph.loss is None:
         raise DataError(f"model {model.name} has no loss, so it cannot train",
@@ -85,12 +88,17 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
                         hint="x and y need at least one row")
     n_test = len(next(iter(xt.values()))) if xt else 0
     stopper = _early_stop(model, cfg, n_test, x is not None)
-    if on_start is not None:        # the data is loaded and fits the model
-        on_start({"train": n, "test": n_test})
-
     model._reset_optimizer()
+    watch = GradientWatch(model, xs, ys, first_rows(cfg, n)) if grad_rms else None
+    if on_start is not None:        # the data is loaded and fits the model
+        start = {"train": n, "test": n_test}
+        if watch is not None:
+            start["grad_rms"] = watch.measure()
+        on_start(start)
     if stopper is not None:
         on_epoch = stopper.watching(on_epoch)
+    if watch is not None:
+        on_epoch = watch.watching(on_epoch)
     if model.device == "cuda":
         from ..backends.cuda.launch import fit_on_gpu
         history = fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch)
@@ -99,6 +107,42 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
     if stopper is not None:
         stopper.restore(history)
     return history
+
+
+class GradientWatch:
+    """Each param's RMS gradient on one probe batch, the examples of fit's
+    first update (the batch `check` measures at the start), measured again
+    with the params of each epoch's end: a weight whose gradient stays orders
+    of magnitude below the others' is not learning (vanishing gradients); an
+    RMS that grows epoch by epoch is exploding. The probe runs a program of
+    its own and restarts its dropout stream every time, so it uses the same
+    masks at every epoch and leaves training's stream as it was."""
+
+    def __init__(self, model, xs: dict, ys: dict, rows):
+        self.model = model
+        self.x = {k: v[rows] for k, v in xs.items()}
+        self.y = {k: v[rows] for k, v in ys.items()}
+
+    def measure(self) -> dict:
+        """param -> RMS of d loss / d param on the probe batch, now."""
+        prog = self.model._program("probe")
+        prog.restart()
+        with np.errstate(all="ignore"):
+            roots = prog({**self.x, **self.y})
+            g = prog.schedule.graph
+            return {k: rms(roots[g.grads[k]]) for k in self.model.graph.params}
+
+    def watching(self, on_epoch):
+        def report(record):
+            record["grad_rms"] = self.measure()
+            if on_epoch is not None:
+                on_epoch(record)
+        return report
+
+
+def rms(a) -> float:
+    """sqrt(mean(a^2)), summed in float64; 0 for an empty array."""
+    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if np.size(a) else 0.0
 
 
 class EarlyStop:
@@ -202,6 +246,12 @@ def _fit_on_cpu(model, cfg, xs, ys, xt, yt, n, n_test, on_epoch) -> list:
     except KeyboardInterrupt:
         raise Interrupted(history) from None
     return history
+
+
+def first_rows(cfg, n: int) -> np.ndarray:
+    """The rows of fit's first update: the first batch * accumulate of epoch
+    1's order (accumulated mini-batches update as one batch of them all)."""
+    return next(epoch_orders(cfg, n))[:cfg.batch * cfg.accumulate]
 
 
 def epoch_orders(cfg, n: int):

@@ -28,6 +28,7 @@ from functools import partial
 import numpy as np
 
 from ...ir.graph import N
+from ..numpy.executor import fill_mask
 from . import nvcc
 from .codegen import Launch, UnsupportedOp, build, py_size, resolve, runtime_source
 
@@ -358,6 +359,10 @@ class CudaProgram:
             self._rng = np.random.default_rng([seed, 2])
         return self._rng
 
+    def restart(self) -> None:
+        """Draw dropout masks from the start of their stream again."""
+        self._rng = None
+
     def bound(self, batch: int) -> _Bound:
         b = self._bound.get(batch)
         if b is None or any(self.storage.device_ptr(k) != p for k, p in b.store.items()):
@@ -380,11 +385,8 @@ class CudaProgram:
         if self.plan.randoms:
             self.device.synchronize()     # the last run's uploads have left the host masks
         for name, node in self.plan.randoms.items():
-            out = b.rand_host[name]
-            self.rng(node.attrs["seed"]).random(out=out, dtype=np.float32)
-            np.greater_equal(out, node.attrs["rate"], out=out)
-            out *= np.float32(1.0 / (1.0 - node.attrs["rate"]))
-            self.device.upload(b.rand_dev[name], out)
+            fill_mask(self.rng(node.attrs["seed"]), b.rand_host[name], node.attrs["rate"])
+            self.device.upload(b.rand_dev[name], b.rand_host[name])
 
     def prepare_run(self, b: _Bound) -> None:
         self.sync_storage()
