@@ -16,10 +16,10 @@ own precision. It keeps:
 - update: each param before, its gradient (after clipping, when the train
   block clips) and after the optimizer's first step.
 
-Dropout masks are drawn from the stream fit draws them from, so with
-accumulate = 1 the step is exactly fit's first (with accumulate > 1 fit
-draws a mask per mini-batch, the trace one for all of them). The params
-after the step agree with fit's to float32 rounding (tests/test_trace.py).
+Dropout masks are drawn from the stream fit draws them from, one mini-batch
+at a time as fit does, so the step is exactly fit's first update, with
+accumulate = k too. The params after the step agree with fit's to float32
+rounding (tests/test_trace.py).
 """
 from __future__ import annotations
 
@@ -98,16 +98,18 @@ def first_update(model, cfg) -> tuple:
     return ({k: v[idx] for k, v in xs.items()}, {k: v[idx] for k, v in ys.items()}, what)
 
 
-def _masks(graph, rows: int, seed: int) -> dict:
+def _masks(graph, rows: int, seed: int, chunk: int) -> dict:
     """Each dropout mask leaf's value, drawn as the numpy executor's first
-    run draws them: default_rng([seed, 2]), in the graph's order."""
+    runs draw them: default_rng([seed, 2]), one run per chunk of rows (fit's
+    mini-batches, which accumulate = k sums), each run in the graph's order."""
     from .backends.numpy.executor import fill_mask
     rng = np.random.default_rng([seed, 2])
-    masks = {}
-    for n in graph.nodes:
-        if n.op == "random":
-            masks[n.attrs["name"]] = np.empty((rows,) + tuple(n.shape[1:]), np.float32)
-            fill_mask(rng, masks[n.attrs["name"]], n.attrs["rate"])
+    leaves = [n for n in graph.nodes if n.op == "random"]
+    masks = {n.attrs["name"]: np.empty((rows,) + tuple(n.shape[1:]), np.float32)
+             for n in leaves}
+    for start in range(0, rows, chunk):
+        for n in leaves:
+            fill_mask(rng, masks[n.attrs["name"]][start:start + chunk], n.attrs["rate"])
     return masks
 
 
@@ -185,7 +187,8 @@ def trace(model, x=None, y=None, **overrides) -> Trace:
     if trains:
         g = pipeline.differentiate(g, cfg)
     before = model.params
-    leaves = {**feeds, **before, **_masks(g, rows_n, cfg.seed)}
+    chunk = rows_n if x is not None else cfg.batch     # fit's mini-batches
+    leaves = {**feeds, **before, **_masks(g, rows_n, cfg.seed, chunk)}
     for name, n in g.state.items():
         leaves[name] = np.full(n.shape, n.attrs["value"], np.float32)
     with np.errstate(all="ignore"):      # a loss that is not finite is noted below

@@ -281,7 +281,10 @@ def test_docs_backprop_shows_what_trace_prints():
             assert line in printed[name], (name, line)
 
 
-def test_two_dropout_layers_get_fits_masks():
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_two_dropout_layers_get_fits_masks(accumulate):
+    """With accumulate = 3 fit draws both layers' masks for each mini-batch
+    of 8 in turn; the trace of its first update draws them the same way."""
     src = """input x[64]
 target y[10]
 h1 = dense(x, 32, relu)
@@ -295,8 +298,9 @@ train {
   optimizer = sgd(lr = 0.1)
   batch = 8
 }
-"""
+""".replace("batch = 8", f"batch = 8\n  accumulate = {accumulate}")
     t = nncompile.compile_source(src, device="cpu").trace()
+    assert len(t.rows[0].value) == 8 * accumulate
     fitted = nncompile.compile_source(src, device="cpu")
     r = rows(t)
     fitted.fit(x=r["x"].value, y=r["y"].value, epochs=1, shuffle=False)
