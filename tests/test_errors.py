@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 import nncompile
@@ -282,6 +283,38 @@ CASES = [
      "m.nn:8:1: error: a model has at most one 'train' block", None),
     ("model_not_first", "input x[2]\nmodel late\n",
      "m.nn:2:1: error: 'model' must be the first statement", None),
+    # found by the fault audit -----------------------------------------------------
+    ("named_argument_twice", "input x[2, 3]\na = sum(x, axis = 0, axis = 1)\n",
+     "m.nn:2:22: error: 'axis' is given twice", "give each argument once"),
+    ("dropout_rate_twice", "input x[2]\nd = dropout(rate = 0.5, rate = 0.3)\n",
+     "m.nn:2:25: error: 'rate' is given twice", "give each argument once"),
+    ("dropout_without_a_value", "input x[2]\nd = dropout(x = 1, rate = 0.3)\n",
+     "m.nn:2:13: error: dropout has no argument 'x'", "dropout accepts rate"),
+    ("slope_given_twice", "input x[2]\nh = leaky_relu(x, 0.1, slope = 0.2)\n",
+     "m.nn:2:24: error: 'slope' is given twice", "give each argument once"),
+    ("negative_leaky_slope", "input x[2]\nh = leaky_relu(x, -0.5)\n",
+     "m.nn:2:19: error: the slope must be at least 0, got -0.5", None),
+    ("dropout_of_a_param", HEAD + "param w[2] = ones\nh = dropout(w, 0.5)\n",
+     "m.nn:4:13: error: dropout works on per-example values, and 'w' on line 3 does not "
+     "depend on an input", "drop units of a layer's output: dropout(h, 0.5)"),
+    ("batch_too_large", TRAIN + "  batch = 1e30\n}\n",
+     "m.nn:7:11: error: batch must be at most 2147483647, got 1e+30", None),
+    ("epochs_too_large", TRAIN + "  epochs = 1e12\n}\n",
+     "m.nn:7:12: error: epochs must be at most 2147483647, got 1e+12", None),
+    ("softmax_of_one_number_per_example", "input x[2]\noutput p = softmax(sum(x))\n",
+     "m.nn:2:12: error: softmax and log_softmax normalise along the last axis of one example, "
+     "and this value is one number per example",
+     "apply it to a value with one entry per class, e.g. logits[10]"),
+    ("output_reading_a_target", HEAD + "p = dense(x, 1)\noutput q = p + 100 * y\n"
+     "loss mse(p, y)\n",
+     "m.nn:4:8: error: output 'q' depends on the target 'y', which predict is not given",
+     "compute outputs from the inputs and params only; targets are for the loss"),
+    ("output_twice", "input x[2]\noutput p = x * 2\noutput p\n",
+     "m.nn:3:8: error: 'p' is already an output", "declare each output once"),
+    ("loss_without_params", HEAD + "output p = dense(x, 1)\nloss 3\n",
+     "m.nn:4:6: error: the loss does not depend on any param, so training has nothing to "
+     "change", "the loss should compare a prediction made with params (a layer such as "
+     "dense, or a param) with a target, e.g. loss mse(p, y)"),
 ]
 
 
@@ -314,6 +347,27 @@ def test_broken_model(source, line, hint):
     assert str(err) == err.diagnostics[0].render(source)
     assert str(err).startswith(line + "\n")
     assert "Traceback" not in str(err)
+
+
+def test_a_per_example_scalar_broadcasts_over_each_example_not_the_batch():
+    """sum(x) is one number per example ([N]); added to [N, 1] or multiplied
+    with [N, 2] it is lined up with its own example, as numpy would for one
+    example (it was [N, N] before: every example mixed with the batch)."""
+    m = nncompile.compile_source("input x[2]\nq = x * sum(x)\np = dense(x, 1) + sum(x)\n"
+                                 "output r = q\noutput s = p\n", device="cpu")
+    assert m.outputs == {"r": (2,), "s": (1,)}
+    x = np.float32([[1, 2], [3, 4]])
+    w = m.params
+    out = m.predict(x)
+    np.testing.assert_array_equal(out["r"], [[3, 6], [21, 28]])
+    np.testing.assert_allclose(out["s"], x @ w["p.weight"] + w["p.bias"] + [[3], [7]],
+                               rtol=1e-6)
+    from nncompile.check import gradient_check
+    g = nncompile.compile_source("input x[2]\ntarget y[1]\nh = dense(x, 3, tanh)\n"
+                                 "p = dense(x, 1) * sum(h) + mean(h, axis = 0)\n"
+                                 "loss mse(p, y)\n", device="cpu")
+    _, worst, ok = gradient_check(g)
+    assert ok and worst < 1e-6       # through the reshape that lines sum(h) up
 
 
 def test_rendering_shows_the_line_and_a_caret_under_the_fault():

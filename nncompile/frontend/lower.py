@@ -71,7 +71,8 @@ class Lowering:
         return self.graph.const(value, span)
 
     # helpers ---------------------------------------------------------------
-    def number(self, e, what: str, integer=False, positive=False, minimum=None) -> float:
+    def number(self, e, what: str, integer=False, positive=False, minimum=None,
+               maximum=None) -> float:
         value = None
         if isinstance(e, ast.Num):
             value = e.value
@@ -87,6 +88,8 @@ class Lowering:
             self.error(_span(e), f"{what} must be positive, got {value:g}")
         if minimum is not None and value < minimum:
             self.error(_span(e), f"{what} must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            self.error(_span(e), f"{what} must be at most {maximum}, got {value:g}")
         return int(value) if integer else float(value)
 
     def example_axes(self, x: Node, axis, span) -> tuple:
@@ -236,6 +239,9 @@ class Lowering:
         return node
 
     def output(self, s: ast.Stmt):
+        if s.expr is None and s.name in self.graph.outputs:
+            self.error(s.name_span, f"'{s.name}' is already an output",
+                       "declare each output once")
         if s.expr is not None:
             node = self.assign(s.name, s, s.expr)
         else:
@@ -243,6 +249,12 @@ class Lowering:
         if node.shape[:1] != (N,):
             self.error(s.name_span, f"output '{s.name}' does not depend on an input",
                        "an output is computed per example from the model's inputs")
+        targets = [t.name for t in _ancestors(node) if t.op == "target"]
+        if targets:
+            self.error(s.name_span, f"output '{s.name}' depends on the target "
+                       f"'{targets[0]}', which predict is not given",
+                       "compute outputs from the inputs and params only; targets are for "
+                       "the loss")
         self.graph.outputs[s.name] = node
 
     def loss(self, s: ast.Stmt):
@@ -255,6 +267,11 @@ class Lowering:
             self.error(_span(s.expr), f"the loss must be one number per example; this "
                        f"expression has shape {fmt_shape(node.shape)}",
                        "reduce it, e.g. loss mean((p - y) ^ 2)")
+        if not any(n.op == "param" for n in _ancestors(node)):
+            self.error(_span(s.expr), "the loss does not depend on any param, so training has "
+                       "nothing to change",
+                       "the loss should compare a prediction made with params (a layer such "
+                       "as dense, or a param) with a target, e.g. loss mse(p, y)")
         node.name = "loss"
         self.graph.loss = node
 
@@ -329,10 +346,27 @@ class Lowering:
             return self.add("pow", [x], {"k": k}, e.span)
         a, b = self.expr(e.left), self.expr(e.right)
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}[e.op]
+        if op != "matmul":
+            a, b = self.per_example(a, b, e.span)
         try:
             return self.graph.add(op, [a, b], {}, e.span)
         except ShapeError as err:
             self.error(e.span, f"{err.message} ({_origin(a)} {e.op} {_origin(b)})", err.hint)
+
+    def per_example(self, a: Node, b: Node, span) -> tuple:
+        """a and b ready for numpy broadcasting, example by example: an operand
+        with the batch axis whose example has fewer axes than the other's
+        gets axes of size 1 after its batch axis ([N] + [N, 3]: [N, 1] + [N, 3]),
+        where numpy alone would line its batch axis up with an example's."""
+        rank = max(len(n.shape) - (n.shape[:1] == (N,)) for n in (a, b))
+
+        def lift(n):
+            per = n.shape[1:]
+            if n.shape[:1] != (N,) or len(per) == rank:
+                return n
+            return self.add("reshape", [n], {"shape": (N,) + (1,) * (rank - len(per)) + per},
+                            span)
+        return lift(a), lift(b)
 
     def call(self, e: ast.Call) -> Node:
         f = e.func
@@ -343,9 +377,12 @@ class Lowering:
             self.check_kwargs(e, ("slope",))
             if not 1 <= len(e.args) <= 2:
                 self.error(e.span, "leaky_relu takes one value and a slope: leaky_relu(x, 0.01)")
+            if len(e.args) == 2 and self.kw(e, "slope") is not None:
+                self.error(e.kwargs[0].span, "'slope' is given twice", "give each argument once")
             x = self.expr(e.args[0])
-            slope = self.number(e.args[1], "the slope") if len(e.args) == 2 else \
-                self.kw_number(e, "slope", LEAKY_SLOPE)
+            # leaky_relu'(x) is read from its output's sign, which is x's for slope >= 0
+            slope = self.number(e.args[1], "the slope", minimum=0.0) if len(e.args) == 2 else \
+                self.kw_number(e, "slope", LEAKY_SLOPE, minimum=0.0)
             return self.add("leaky_relu", [x], {"slope": slope}, e.span)
         if f in ("softmax", "log_softmax"):
             x, = self.args(e, 1)
@@ -376,7 +413,11 @@ class Lowering:
         return [self.expr(a) for a in e.args]
 
     def check_kwargs(self, e: ast.Call, allowed):
+        seen = set()
         for k in e.kwargs:
+            if k.name in seen:
+                self.error(k.span, f"'{k.name}' is given twice", "give each argument once")
+            seen.add(k.name)
             if k.name not in allowed:
                 hint = did_you_mean(k.name, allowed) or (
                     f"{e.func} accepts {', '.join(allowed)}" if allowed else
@@ -512,15 +553,16 @@ class Lowering:
         elif key == "optimizer":
             self.optimizer(cfg, v)
         elif key in ("batch", "accumulate"):
-            setattr(cfg, key, self.number(v, key, integer=True, positive=True))
+            setattr(cfg, key, self.number(v, key, integer=True, positive=True,
+                                          maximum=MAX_SIZE))
         elif key == "epochs":
-            cfg.epochs = self.number(v, key, integer=True, minimum=0)
+            cfg.epochs = self.number(v, key, integer=True, minimum=0, maximum=MAX_SIZE)
         elif key == "seed":
             cfg.seed = self.number(v, key, integer=True, minimum=0)
         elif key == "clip":
             cfg.clip = self.number(v, key, positive=True)
         elif key == "early_stop":
-            cfg.early_stop = self.number(v, key, integer=True, positive=True)
+            cfg.early_stop = self.number(v, key, integer=True, positive=True, maximum=MAX_SIZE)
         elif key == "shuffle":
             cfg.shuffle = word(("true", "false")) == "true"
         elif key == "device":
@@ -690,13 +732,16 @@ def lower_pool(lw: Lowering, e: ast.Call) -> Node:
 def lower_dropout(lw: Lowering, e: ast.Call) -> Node:
     lw.check_kwargs(e, ("rate",))
     given = e.args[1] if len(e.args) == 2 else lw.kw(e, "rate")
-    if given is None or len(e.args) + len(e.kwargs) != 2:
+    if given is None or not e.args or len(e.args) + len(e.kwargs) != 2:
         lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)")
     rate = lw.number(given, "the dropout rate", minimum=0.0)
     if rate >= 1:
         lw.error(_span(given), f"the dropout rate is the fraction of values dropped, below 1; "
                  f"got {rate:g}")
     x = lw.expr(e.args[0])
+    if x.shape[:1] != (N,):
+        lw.error(_span(e.args[0]), f"dropout works on per-example values, and {_origin(x)} does "
+                 "not depend on an input", "drop units of a layer's output: dropout(h, 0.5)")
     return lw.add("dropout", [x], {"rate": rate}, e.span)
 
 
@@ -705,6 +750,17 @@ LAYER_LOWERINGS = {"dense": lower_dense, "flatten": lower_flatten, "conv2d": low
 
 
 # -----------------------------------------------------------------------------
+
+def _ancestors(node: Node) -> list:
+    """node and every node it is computed from."""
+    seen, stack = {node.id: node}, [node]
+    while stack:
+        for u in stack.pop().inputs:
+            if u.id not in seen:
+                seen[u.id] = u
+                stack.append(u)
+    return list(seen.values())
+
 
 def _span(e) -> Span:
     return e.span

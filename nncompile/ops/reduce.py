@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from ..ir.graph import ShapeError
+from ..ir.graph import N, ShapeError
 from .registry import define, normalize_axes
 
 
@@ -117,6 +117,10 @@ def _log_softmax_infer(shapes, attrs):
     (s,) = shapes
     if len(s) < 1:
         raise ShapeError("log_softmax needs at least one axis")
+    if s == (N,):
+        raise ShapeError("softmax and log_softmax normalise along the last axis of one "
+                         "example, and this value is one number per example",
+                         "apply it to a value with one entry per class, e.g. logits[10]")
     return s
 
 
