@@ -235,7 +235,7 @@ def gradient_sizes(model) -> tuple:
         grads = model.gradients(x, y)
         try:
             model.fit(x=x, y=y, epochs=1, batch=len(next(iter(x.values()))), accumulate=1,
-                      shuffle=False)
+                      shuffle=False, early_stop=None)
             moved = model.params
         finally:
             model.set_params(start)

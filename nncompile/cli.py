@@ -358,6 +358,9 @@ def cmd_check(args) -> int:
         print("  hint: the loss or a gradient is not a finite number at the checked point "
               "(inputs ~ N(0, 1), params as initialised plus noise): a log or sqrt of a "
               "value that can be negative or zero?")
+    if not model.graph.inputs:
+        print("\nno input: there are no examples to show the gradients at the start on")
+        return 0 if ok else 1
     heading, table, notes = gradient_sizes(model)
     print(f"\n{heading}")
     for row in table:

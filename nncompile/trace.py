@@ -159,18 +159,28 @@ def _examples(model, cfg, x, y, trains: bool) -> tuple:
         raise DataError("trace needs both x and y",
                         hint="or neither: then it traces the first update of the train "
                              "block's data")
+    if not model.graph.inputs:
+        raise DataError("trace feeds examples through the model's inputs, and this model "
+                        "declares none", file=model.file,
+                        hint="declare one, e.g. input x[2], and compute from it")
     if x is not None:
         feeds = model._as_dict(x, "input")
-        if trains:
+        if y is not None:
             feeds.update(model._as_dict(y, "target"))
-        n = len(next(iter(feeds.values())))
+        sizes = {len(v) for v in feeds.values()}
+        if len(sizes) != 1:
+            raise DataError(f"the inputs and targets given hold different numbers of examples: "
+                            f"{sorted(sizes)}", hint="give one row per example in each")
+        n = sizes.pop()
+        if n == 0:
+            raise DataError("there are no examples to trace", hint="give at least one row")
         return feeds, f"the {n} example{'s' * (n != 1)} given"
     try:
         xs, ys, what = first_update(model, cfg)
     except DataError as e:      # as check does: the model can still be traced
         from .check import random_start
         xs, ys, what = random_start(model, cfg, e, cfg.batch * cfg.accumulate)
-    return {**xs, **(ys if trains else {})}, what
+    return {**xs, **ys}, what
 
 
 def trace(model, x=None, y=None, **overrides) -> Trace:
@@ -189,10 +199,15 @@ def trace(model, x=None, y=None, **overrides) -> Trace:
     before = model.params
     chunk = rows_n if x is not None else cfg.batch     # fit's mini-batches
     leaves = {**feeds, **before, **_masks(g, rows_n, cfg.seed, chunk)}
+    unfed = [n for name, n in g.targets.items() if name not in leaves]
+    for n in unfed:                       # forward only, no targets given: not shown
+        leaves[n.attrs["name"]] = np.full((rows_n,) + tuple(n.shape[1:]), np.nan, np.float32)
     for name, n in g.state.items():
         leaves[name] = np.full(n.shape, n.attrs["value"], np.float32)
     with np.errstate(all="ignore"):      # a loss that is not finite is noted below
         values = evaluate(g, leaves, g.nodes[-1:], dtype=np.float32)
+    for n in unfed:
+        del values[n]
 
     walk = _Walk(model, g, values, trains, rows_n)
     rows = []

@@ -266,6 +266,19 @@ def test_check_notes_a_first_step_too_big_and_clip_cures_it(work):
     assert r.returncode == 0 and "note:" not in r.stdout
 
 
+def test_check_accepts_early_stop_and_a_model_without_inputs(work):
+    text = (work / "digits_mlp.nn").read_text()
+    (work / "es.nn").write_text(text.replace("epochs    = 30", "epochs    = 30\n  early_stop = 5"))
+    r = cli("check", "es.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "gradients at the start, on the first update of epoch 1" in r.stdout
+    (work / "w.nn").write_text("param w[2] = ones\nloss sum(w ^ 2)\n")
+    r = cli("check", "w.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == ("no input: there are no examples to show the "
+                                         "gradients at the start on")
+
+
 def test_check_on_a_model_whose_data_is_missing_uses_a_random_batch(work):
     text = open(os.path.join(SAMPLES, "xor.nn")).read().replace("data      = xor",
                                                                'data      = "gone.csv"')

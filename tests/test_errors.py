@@ -311,6 +311,10 @@ CASES = [
      "compute outputs from the inputs and params only; targets are for the loss"),
     ("output_twice", "input x[2]\noutput p = x * 2\noutput p\n",
      "m.nn:3:8: error: 'p' is already an output", "declare each output once"),
+    ("empty_model", "# nothing yet\n",
+     "m.nn:1:1: error: the model declares nothing: no input, param, value, output or loss",
+     "start with an input and a layer, e.g. input x[2] and output p = dense(x, 1); "
+     "samples/xor.nn is a whole model"),
     ("loss_without_params", HEAD + "output p = dense(x, 1)\nloss 3\n",
      "m.nn:4:6: error: the loss does not depend on any param, so training has nothing to "
      "change", "the loss should compare a prediction made with params (a layer such as "

@@ -307,3 +307,26 @@ train {
     for k, v in fitted.params.items():
         close(t.after[k], v)
     assert r["h2"].chain == "d loss/d d2 * the same dropout mask (0, or 1 / (1 - 0.5) = 2)"
+
+
+def test_a_model_still_being_written_traces_or_says_why_not():
+    """A target but no loss yet: the forward pass, without the target when
+    none is given; no input at all: a DataError naming the file."""
+    m = nncompile.compile_source("input x[2]\ntarget y[1]\noutput p = dense(x, 1)\n",
+                                 device="cpu", file="w.nn")
+    t = m.trace(np.float32([[1, 2]]))
+    assert [r.name for r in t.rows] == ["x", "p"]
+    close(rows(t)["p"].value, np.float32([[1, 2]]) @ m.params["p.weight"] + m.params["p.bias"])
+    assert [r.name for r in m.trace().rows] == ["x", "y", "p"]     # a random batch: y too
+    with pytest.raises(nncompile.DataError) as e:
+        m.trace(np.float32([[1, 2]]), np.float32([[1], [0]]))
+    assert "hold different numbers of examples: [1, 2]" in str(e.value)
+    with pytest.raises(nncompile.DataError, match="there are no examples to trace"):
+        m.trace(np.zeros((0, 2), np.float32))
+    params_only = nncompile.compile_source("param w[2] = ones\nloss sum(w ^ 2)\n",
+                                           device="cpu", file="w.nn")
+    with pytest.raises(nncompile.DataError) as e:
+        params_only.trace()
+    assert str(e.value) == ("w.nn: error: trace feeds examples through the model's inputs, "
+                            "and this model declares none\n"
+                            "hint: declare one, e.g. input x[2], and compute from it")

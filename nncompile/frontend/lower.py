@@ -161,7 +161,14 @@ class Lowering:
             except _Failed:
                 if s.name:
                     self.poisoned.add(s.name)
-        if self.train.present and not has_loss:
+        if not any(s.kind not in ("model", "train") for s in stmts) and not self.diags:
+            self.diags.append(Diagnostic(Span(self.program.file, 1, 1),
+                                         "the model declares nothing: no input, param, value, "
+                                         "output or loss",
+                                         "start with an input and a layer, e.g. input x[2] "
+                                         "and output p = dense(x, 1); samples/xor.nn is a "
+                                         "whole model"))
+        elif self.train.present and not has_loss:
             self.diags.append(Diagnostic(self.train.spans["train"],
                                          "this model trains but has no 'loss' statement",
                                          "add e.g. 'loss mse(p, y)' before the train block"))
