@@ -46,12 +46,17 @@ def _read_model(path_or_source: str) -> tuple[str, str]:
 
 def compile(path_or_source: str, device: str = "auto", **options) -> "Model":
     """Compile a .nn file (a path) or .nn source text."""
-    source, file = _read_model(path_or_source)
+    if not isinstance(path_or_source, (str, os.PathLike)):
+        raise TypeError(f"compile takes a path or .nn source text, got "
+                        f"{type(path_or_source).__name__}")
+    source, file = _read_model(os.fspath(path_or_source))
     return compile_source(source, device=device, file=file, **options)
 
 
 def compile_source(text: str, device: str = "auto", file: str = "<string>",
                    quiet: bool = False) -> "Model":
+    if not isinstance(text, str):
+        raise TypeError(f"compile_source takes .nn source text, got {type(text).__name__}")
     graph, train = pipeline.front_end(text, file)
     return Model(graph, train, text, file, device, quiet)
 
@@ -155,6 +160,9 @@ class Model:
         return self.graph
 
     def set_params(self, values: dict, source: str = "params") -> None:
+        if not isinstance(values, dict):
+            raise TypeError(f"set_params takes a dict of param name -> array, got "
+                            f"{type(values).__name__}")
         for k, v in values.items():
             if k not in self.graph.params:
                 raise DataError(f"'{k}' is not a param of model {self.name}", file=source,
@@ -252,6 +260,19 @@ class Model:
         k = next(iter(decl))
         return {k: self._check(k, x, decl[k])}
 
+    def _rows(self, feeds: dict) -> int:
+        """The number of examples feeds hold: the same in each, at least one."""
+        sizes = {len(v) for v in feeds.values()}
+        if len(sizes) > 1:
+            raise DataError(f"the arrays given hold different numbers of examples: "
+                            f"{', '.join(f'{k} {len(v)}' for k, v in feeds.items())}",
+                            hint="give one row per example in each")
+        n = sizes.pop() if sizes else 0
+        if n == 0:
+            raise DataError("there are no examples: the arrays have 0 rows",
+                            hint="give at least one example")
+        return n
+
     def _check(self, name, x, node) -> np.ndarray:
         x = np.asarray(x)
         per = node.shape[1:]
@@ -268,7 +289,7 @@ class Model:
         return np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
 
     def _run_chunks(self, key, feeds: dict, collect):
-        n = len(next(iter(feeds.values())))
+        n = self._rows(feeds)
         prog = self._program(key)
         out = []
         for start in range(0, n, CHUNK):
@@ -300,10 +321,7 @@ class Model:
                             hint="add a 'loss' statement, e.g. loss mse(p, y)")
         feeds = self._as_dict(x, "input")
         feeds.update(self._as_dict(y, "target"))
-        sizes = {len(v) for v in feeds.values()}
-        if len(sizes) != 1:
-            raise DataError(f"inputs and targets hold different numbers of examples: "
-                            f"{sorted(sizes)}", hint="give one target row per input row")
+        self._rows(feeds)
         return feeds
 
     def loss(self, x, y) -> float:
@@ -342,6 +360,8 @@ class Model:
         bad = [k for k in overrides if k not in keys]
         if bad:
             raise TypeError(f"unknown training option(s): {', '.join(bad)}")
+        for k, v in overrides.items():
+            _check_option(k, v)
         return dataclasses.replace(self.train_config, **overrides)
 
     def save(self, path: str) -> None:
@@ -406,6 +426,40 @@ class Model:
         raise ValueError(f"unknown target '{target}'; one of ast, ir, grad, fused, cuda")
 
 
+# what a fit/trace override may be: (test, what it must be), as the train block checks
+_WHOLE = (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+_REAL = (lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+         and np.isfinite(v))
+OPTIONS = {
+    "optimizer": (lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'"),
+    "normalize": (lambda v: v in ("none", "minmax", "standardize"),
+                  "'none', 'minmax' or 'standardize'"),
+    "device": (lambda v: v in ("cpu", "cuda", "auto"), "'cpu', 'cuda' or 'auto'"),
+    "batch": (lambda v: _WHOLE(v) and 1 <= v <= 2 ** 31 - 1, "a whole number of 1 or more"),
+    "accumulate": (lambda v: _WHOLE(v) and 1 <= v <= 2 ** 31 - 1,
+                   "a whole number of 1 or more"),
+    "epochs": (lambda v: _WHOLE(v) and 0 <= v <= 2 ** 31 - 1, "a whole number of 0 or more"),
+    "seed": (lambda v: _WHOLE(v) and v >= 0, "a whole number of 0 or more"),
+    "early_stop": (lambda v: v is None or _WHOLE(v) and v >= 1,
+                   "None or a whole number of 1 or more"),
+    "clip": (lambda v: v is None or _REAL(v) and v > 0, "None or a positive number"),
+    "split": (lambda v: v is None or _REAL(v) and 0 <= v < 1, "None or a fraction in [0, 1)"),
+    "lr": (lambda v: _REAL(v) and v > 0, "a positive number"),
+    "momentum": (lambda v: _REAL(v) and v >= 0, "a number of 0 or more"),
+    "beta1": (lambda v: _REAL(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "beta2": (lambda v: _REAL(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "eps": (lambda v: _REAL(v) and v >= 0, "a number of 0 or more"),
+    "shuffle": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+}
+
+
+def _check_option(key: str, value) -> None:
+    """A ValueError when a training option given from Python is out of range."""
+    rule = OPTIONS.get(key)
+    if rule is not None and not rule[0](value):
+        raise ValueError(f"{key} must be {rule[1]}, got {value!r}")
+
+
 def check_output_folder(path: str) -> None:
     """A DataError when the folder a user named for an output is a file."""
     folder = os.path.dirname(path)
@@ -414,22 +468,58 @@ def check_output_folder(path: str) -> None:
                         hint="choose an output path inside a folder")
 
 
-def write_atomic(path: str, write) -> None:
-    """write(f) into a temporary file beside path, then rename it over path."""
+def writable(path: str) -> None:
+    """A DataError, naming path, when a file cannot be written there: path is
+    a folder, its folder is a file, or the folder cannot be made or written."""
+    check_output_folder(path)
+    if os.path.isdir(path):
+        raise DataError("cannot write here: it is a folder", file=path,
+                        hint="rename or remove that folder, or write the file elsewhere")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nncompile-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot make the folder {folder} ({e.strerror or e})", file=path,
+                        hint="choose a path inside a folder you may write to") from None
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"cannot write here: the folder {folder} is not writable", file=path,
+                        hint="choose a path inside a folder you may write to")
+
+
+def write_atomic(path: str, write) -> None:
+    """write(f) into a temporary file beside path, then rename it over path;
+    a DataError naming path when that cannot be done."""
+    write_files([(path, write)])
+
+
+def write_files(files: list) -> None:
+    """Each (path, write) written by write(f) into a temporary file beside its
+    path; once every one is written, each renamed over its path. A failure
+    is a DataError naming the path, and leaves every path as it was (a
+    failure in the renames themselves, after all were written, aside)."""
+    for path, _ in files:
+        writable(path)
+    temps = []
+    current = files[0][0] if files else ""
+    try:
+        for current, write in files:
+            folder = os.path.dirname(os.path.abspath(current))
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nncompile-", suffix=".tmp")
+            temps.append((tmp, current))
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the usual mode
+        for tmp, current in temps:
+            os.replace(tmp, current)
+    except OSError as e:
+        raise DataError(f"cannot write the file ({e.strerror or e})", file=current,
+                        hint="check the free space and that you may write there") from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _umask() -> int:

@@ -100,7 +100,13 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "predict" and args.output is not None:
+        for flag in ("weights", "input"):
+            if os.path.abspath(args.output) == os.path.abspath(getattr(args, flag)):
+                p.error(f"--output {args.output} is also the --{flag} file; writing it would "
+                        "lose what it holds: choose another name")
     try:
         return COMMANDS[args.command](args)
     except NNCompileError as e:
@@ -190,6 +196,9 @@ def cmd_run(args) -> int:
         raise DataError("--out must be a folder", file=args.out,
                         hint=f"give a folder; run writes {stem}.weights.npz and "
                              f"{stem}.history.json into it")
+    from .api import writable, write_files
+    for path in (weights, history_path):      # before training, not after it
+        writable(path)
 
     start = {}
 
@@ -230,13 +239,13 @@ def cmd_run(args) -> int:
             "use a smaller lr, set clip = 1.0 in the train block, or start from smaller "
             "weights; `nncompile check` shows how far the first step moves each param"
         ).render(model.source)) from None
-    from .api import write_atomic
-    model.save(weights)
     doc = {"model": model.name, "file": args.model, "device": model.device}
     if "grad_rms" in start:
         doc["grad_rms_start"] = start["grad_rms"]
     text = json.dumps({**doc, "epochs": history}, indent=1)
-    write_atomic(history_path, lambda f: f.write(text.encode()))
+    params = model.params
+    write_files([(weights, lambda f: np.savez(f, **params)),
+                 (history_path, lambda f: f.write(text.encode()))])
     if history:
         last = history[-1]
         best = next((r for r in history if r.get("best")), None)
@@ -444,28 +453,42 @@ def read_input(path: str, model) -> object:
     raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
 
 
-def write_output(path: str, outputs) -> None:
-    from .api import check_output_folder, write_atomic
+def output_format(path: str, several: bool) -> str:
+    """.npy, .npz or .csv: the format predict writes path in; a DataError
+    for another, or for several outputs in anything but an .npz."""
     low = path.lower()
-    check_output_folder(path)
-    if isinstance(outputs, dict) and not low.endswith(".npz"):
+    ext = next((e for e in (".npy", ".npz", ".csv") if low.endswith(e)), None)
+    if ext is None:
+        raise DataError("unsupported output file", file=path, hint="use .npy, .npz or .csv")
+    if several and ext != ".npz":
         raise DataError("this model has several outputs; write them to an .npz", file=path,
                         hint="--output FILE.npz holds one array per output")
-    if low.endswith(".npy"):
+    return ext
+
+
+def write_output(path: str, outputs) -> None:
+    from .api import write_atomic
+    ext = output_format(path, isinstance(outputs, dict))
+    if ext == ".npy":
         write_atomic(path, lambda f: np.save(f, outputs))
-    elif low.endswith(".npz"):
+    elif ext == ".npz":
         d = outputs if isinstance(outputs, dict) else {"y": outputs}
         write_atomic(path, lambda f: np.savez(f, **d))
-    elif low.endswith(".csv"):
+    else:
         flat = outputs.reshape(len(outputs), -1)
         text = "\n".join(",".join(f"{v:.8g}" for v in row) for row in flat) + "\n"
         write_atomic(path, lambda f: f.write(text.encode()))
-    else:
-        raise DataError("unsupported output file", file=path, hint="use .npy, .npz or .csv")
 
 
 def cmd_predict(args) -> int:
     model = _compile(args.model, device=args.device, quiet=True)
+    if not model.graph.outputs:
+        raise DataError(f"model {model.name} declares no output, so there is nothing to "
+                        "predict", file=args.model, hint="add 'output NAME = ...' to the model")
+    if args.output:
+        from .api import writable
+        output_format(args.output, several=len(model.graph.outputs) > 1)
+        writable(args.output)
     model.load(args.weights)
     x = read_input(args.input, model)
     try:

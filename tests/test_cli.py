@@ -378,6 +378,37 @@ def _printed(stdout: str) -> np.ndarray:
     return np.array([[float(v) for v in ln.split()] for ln in lines[1:]], dtype=np.float64)
 
 
+def test_run_checks_where_it_writes_before_training_and_keeps_the_old_weights(trained):
+    work, _ = trained
+    before = (work / "xor.weights.npz").read_bytes()
+    (work / "xor.history.json").mkdir()
+    r = cli("run", "xor.nn", "--device", "cpu", cwd=work)
+    user_fault(r, f"{work / 'xor.history.json'}: error: cannot write here: it is a folder")
+    assert "epoch" not in r.stdout                      # it did not train
+    assert (work / "xor.weights.npz").read_bytes() == before
+    assert not [n for n in os.listdir(work) if n.startswith(".nncompile-")]
+
+
+def test_predict_faults_found_by_the_audit(trained):
+    work, _ = trained
+    np.save(work / "x.npy", XOR_X)
+    weights = (work / "xor.weights.npz").read_bytes()
+    usage_error(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "x.npy",
+                    "--output", "xor.weights.npz", cwd=work),
+                "--output xor.weights.npz is also the --weights file")
+    usage_error(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "x.npy",
+                    "--output", "./x.npy", cwd=work), "is also the --input file")
+    assert (work / "xor.weights.npz").read_bytes() == weights
+    np.save(work / "none.npy", XOR_X[:0])
+    user_fault(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "none.npy",
+                   cwd=work), "none.npy: error: there are no examples: the arrays have 0 rows")
+    (work / "blind.nn").write_text("input x[2]\ntarget y[1]\nh = dense(x, 1)\n"
+                                   "loss mse(h, y)\n")
+    user_fault(cli("predict", "blind.nn", "--weights", "xor.weights.npz", "--input", "x.npy",
+                   cwd=work), "blind.nn: error: model blind declares no output, so there is "
+                              "nothing to predict")
+
+
 def test_predict_npy_npz_csv_inputs_printed(trained):
     work, model = trained
     expect = model.predict(XOR_X)
@@ -636,8 +667,10 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path):
         f.write(b"half of the new")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(nncompile.DataError) as e:
         write_atomic(str(path), failing)
+    assert str(e.value) == (f"{path}: error: cannot write the file (disk full)\n"
+                            "hint: check the free space and that you may write there")
     assert path.read_bytes() == b"old contents"
     assert os.listdir(tmp_path) == ["w.npz"]
 

@@ -1,5 +1,6 @@
 """Training acceptance, determinism, gradient accumulation, save/load."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -58,6 +59,31 @@ def test_digits_mlp_reaches_95_percent_held_out(sample):
     history = m.fit()
     assert history[-1]["test_accuracy"] >= 0.95
     assert history[-1]["train_accuracy"] >= history[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.set_params([1, 2]), "set_params takes a dict of param name -> array, got list"),
+    (lambda m: m.fit(optimizer="rmsprop"), "optimizer must be 'sgd' or 'adam', got 'rmsprop'"),
+    (lambda m: m.trace(batch=0), "batch must be a whole number of 1 or more, got 0"),
+    (lambda m: m.fit(accumulate=-1), "accumulate must be a whole number of 1 or more, got -1"),
+    (lambda m: m.fit(seed=-1), "seed must be a whole number of 0 or more, got -1"),
+    (lambda m: m.fit(split="a"), "split must be None or a fraction in [0, 1), got 'a'"),
+    (lambda m: m.fit(lr=0), "lr must be a positive number, got 0"),
+    (lambda m: m.fit(clip=-1.0), "clip must be None or a positive number, got -1.0"),
+    (lambda m: m.fit(early_stop=0), "early_stop must be None or a whole number of 1 or more, "
+                                    "got 0"),
+    (lambda m: m.fit(epochs=2.5), "epochs must be a whole number of 0 or more, got 2.5"),
+    (lambda m: nncompile.compile_source(None), "compile_source takes .nn source text, got "
+                                               "NoneType"),
+    (lambda m: nncompile.compile(3), "compile takes a path or .nn source text, got int"),
+    (lambda m: nncompile.compile_source("input x[2]\noutput p = x\n", device="tpu"),
+     "unknown device 'tpu'; use 'cpu', 'cuda' or 'auto'"),
+])
+def test_wrong_python_usage_is_a_type_or_value_error(sample, call, message):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    with pytest.raises((TypeError, ValueError)) as e:
+        call(m)
+    assert str(e.value) == message
 
 
 def test_same_file_and_seed_give_bit_identical_histories(sample):
@@ -231,13 +257,22 @@ def test_api_data_faults_have_hints():
     x, y = np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32)
     cases = [(lambda: m.predict({"z": x}), "key the dict by the input names"),
              (lambda: m.predict(np.array([["a", "b"]])), "convert it with np.asarray"),
-             (lambda: m.loss(x, y[:3]), "give one target row per input row"),
+             (lambda: m.loss(x, y[:3]), "give one row per example in each"),
              (lambda: m.fit(x=x), "or neither"),
-             (lambda: m.fit(x=x[:0], y=y[:0]), "at least one row")]
+             (lambda: m.fit(x=x[:0], y=y[:0]), "at least one row"),
+             (lambda: m.predict(x[:0]), "give at least one example"),
+             (lambda: m.loss(x[:0], y[:0]), "give at least one example"),
+             (lambda: m.fit(x=x, y=y, x_test=x, y_test=y[:2]), "one row per example"),
+             (lambda: m.fit(x=x, y=y, x_test=x), "need their targets"),
+             (lambda: m.save(str(os.path.dirname(__file__))), "rename or remove that folder")]
     for call, hint in cases:
         with pytest.raises(nncompile.DataError) as info:
             call()
         assert hint in info.value.hint, (hint, str(info.value))
+    two = nncompile.compile_source("input a[2]\ninput b[3]\noutput p = dense(a, 1) + "
+                                   "dense(b, 1)\n", device="cpu")
+    with pytest.raises(nncompile.DataError, match="different numbers of examples: a 3, b 2"):
+        two.predict({"a": np.ones((3, 2)), "b": np.ones((2, 3))})
     plain = nncompile.compile_source("input x[2]\ntarget y[1]\noutput p = dense(x, 1)\n",
                                      device="cpu")
     with pytest.raises(nncompile.DataError, match="e.g. loss mse"):

@@ -34,7 +34,7 @@ def cuda_status() -> tuple[bool, str]:
 
 def resolve_device(requested: str, quiet: bool = False) -> str:
     if requested not in ("cpu", "cuda", "auto"):
-        raise DeviceError(f"error: unknown device '{requested}'; use cpu, cuda or auto")
+        raise ValueError(f"unknown device {requested!r}; use 'cpu', 'cuda' or 'auto'")
     if requested == "cpu":
         return "cpu"
     ok, why = cuda_status()

@@ -76,7 +76,12 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
             raise DataError("fit needs both x and y",
                             hint="or neither: then it trains on the train block's data")
         xs, ys = _as_feeds(model, x, y)
+        if (x_test is None) != (y_test is None):
+            raise DataError("fit needs both x_test and y_test, or neither",
+                            hint="the held-out examples need their targets")
         xt, yt = _as_feeds(model, x_test, y_test) if x_test is not None else ({}, {})
+        if xt:
+            model._rows({**xt, **yt})
     else:
         xs, ys, xt, yt = load_data(model, cfg)
     n = len(next(iter(xs.values())))
