@@ -19,6 +19,7 @@ Results: bench/results/cuda_lenet.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
@@ -30,7 +31,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import nncompile  # noqa: E402
-from bench.bench_cuda_mlp import train_torch, write_record  # noqa: E402
+from bench.bench_cuda_mlp import save_partial, train_torch, write_record  # noqa: E402
 
 BATCH, LR, SEED = 64, 0.05, 0
 MODEL = f"""model lenet_gpu
@@ -116,7 +117,9 @@ def main(argv=None):
         where = platform.processor() or "cpu"
     x, y = data(args.examples)
     init, ours = run_nncompile(x, y, args.epochs, args.device)
+    gc.collect()      # free the model's GPU buffers before torch captures graphs
     results = {"nncompile": ours}
+    save_partial(args.out, {"device": where, "results": results})
     print(f"nncompile          {ours['samples_per_s']:>12,.0f} samples/s   first-epoch loss "
           f"{ours['first_epoch_loss']:.6f}", flush=True)
     for mode in args.modes.split(","):
@@ -129,6 +132,7 @@ def main(argv=None):
         results[f"torch_{mode}"] = r
         print(f"torch {mode:<12} {r.get('samples_per_s', float('nan')):>12,.0f} samples/s   "
               f"first-epoch loss {r.get('first_epoch_loss', float('nan')):.6f}", flush=True)
+        save_partial(args.out, {"device": where, "results": results})
     eager = results.get("torch_eager", {}).get("samples_per_s")
     compiled = [r["samples_per_s"] for k, r in results.items()
                 if k.startswith("torch_") and k != "torch_eager" and "samples_per_s" in r]

@@ -100,6 +100,7 @@ class EmuDevice:
     def __init__(self, sms: int = 4, graphs: bool = True):
         self.sms = sms
         self.graphs = graphs
+        self.captured = 0
         self.launches = 0
         self.buffers = weakref.WeakSet()
 
@@ -161,6 +162,7 @@ class EmuDevice:
         if not self.graphs:
             return None
         calls = list(calls)
+        self.captured += 1
 
         def replay():
             for c in calls:

@@ -266,14 +266,52 @@ def test_gradient_accumulation_and_conv_on_the_emulator(sample):
 
 @needs_gxx
 def test_graph_replay_and_plain_launches_train_alike(sample):
+    """xor's 4 examples are one batch a step: the first step runs plainly, the
+    second is captured, and later ones replay it."""
     runs = []
     for graphs in (True, False):
-        m = _emulated(nncompile.compile(sample("xor"), device="cpu"),
-                      cuda_emu.EmuDevice(graphs=graphs))
-        runs.append((m.fit(epochs=2), m.params))
+        dev = cuda_emu.EmuDevice(graphs=graphs)
+        m = _emulated(nncompile.compile(sample("xor"), device="cpu"), dev)
+        runs.append((m.fit(epochs=1), None))
+        assert dev.captured == 0                 # one step: plain launches only
+        runs[-1] = (runs[-1][0] + m.fit(epochs=2), m.params)
+        assert dev.captured == (1 if graphs else 0)
     _same_history(runs[0][0], runs[1][0], rtol=0)
     for k in runs[0][1]:
         np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+
+
+def test_a_launch_refused_while_capturing_falls_back_to_plain_launches():
+    """_GraphApi.capture ends the capture and returns None (the plain launches
+    then run) when a launch raises, and holds the garbage collector off while
+    capturing (a buffer freed then would invalidate the capture)."""
+    import gc
+    from types import SimpleNamespace
+    from nncompile.backends.cuda.launch import _GraphApi
+    events = []
+
+    class Lib:
+        def cuStreamBeginCapture_v2(self, h, mode):
+            events.append("begin")
+            return 0
+
+        def cuStreamEndCapture(self, h, graph):
+            events.append("end")
+            return 0
+
+        def cuGraphDestroy(self, graph):
+            events.append("destroy")
+
+    api = object.__new__(_GraphApi)
+    api.lib = Lib()
+
+    def refused():
+        events.append(f"gc on: {gc.isenabled()}")
+        raise RuntimeError("cuLaunchKernel failed: stream capture invalidated")
+    assert gc.isenabled()
+    assert api.capture(SimpleNamespace(handle=7), [refused]) is None
+    assert events == ["begin", "gc on: False", "end"]
+    assert gc.isenabled()
 
 
 @needs_gxx

@@ -20,8 +20,10 @@ PycudaDevice is made, so this module imports without it.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import time
+import weakref
 from collections.abc import Mapping, MutableMapping
 from functools import partial
 
@@ -121,18 +123,35 @@ class _GraphApi:
             raise RuntimeError(f"{what} failed with CUresult {status}")
 
     def capture(self, stream, calls):
+        """The graph of calls, or None when capture fails (then they run as
+        plain launches). Python's garbage collector is held off meanwhile: a
+        pycuda buffer or module freed during the capture would invalidate it."""
         h = ctypes.c_void_p(stream.handle)
         graph, exe = ctypes.c_void_p(), ctypes.c_void_p()
+        collecting = gc.isenabled()
+        gc.collect()
+        gc.disable()
         try:
-            self._check(self.lib.cuStreamBeginCapture_v2(h, ctypes.c_int(1)),
-                        "cuStreamBeginCapture")   # 1: thread-local capture mode
-        except (RuntimeError, AttributeError):
-            return None
-        try:
-            for call in calls:
-                call()
+            try:
+                self._check(self.lib.cuStreamBeginCapture_v2(h, ctypes.c_int(1)),
+                            "cuStreamBeginCapture")   # 1: thread-local capture mode
+            except (RuntimeError, AttributeError):
+                return None
+            failed = False
+            try:
+                for call in calls:
+                    call()
+            except Exception:     # a launch refused while capturing: end it, run plainly
+                failed = True
+            finally:
+                status = self.lib.cuStreamEndCapture(h, ctypes.byref(graph))
         finally:
-            status = self.lib.cuStreamEndCapture(h, ctypes.byref(graph))
+            if collecting:
+                gc.enable()
+        if failed:
+            if status == 0 and graph:
+                self.lib.cuGraphDestroy(graph)
+            return None
         try:
             self._check(status, "cuStreamEndCapture")
             self._check(self.lib.cuGraphInstantiateWithFlags(ctypes.byref(exe), graph,
@@ -213,7 +232,7 @@ class CudaStorage(MutableMapping):
         return host
 
     def __setitem__(self, name, value):
-        self._host[name] = np.ascontiguousarray(value, dtype=np.float32)
+        self._host[name] = np.array(value, dtype=np.float32, order="C")   # our own copy
         self._fresh[name] = "host"
 
     def __delitem__(self, name):
@@ -292,7 +311,11 @@ class _Bound:
                 self.calls.append(partial(d.copy, self.ptr(dst), self.ptr(src),
                                           FLOAT * py_size(size, batch)))
         d.synchronize()
-        self.roots = _Roots(prog, self)
+        self._program = weakref.ref(prog)    # not a strong one: no cycle to wait for gc
+
+    @property
+    def roots(self) -> "_Roots":
+        return _Roots(self._program(), self)
 
     def ptr(self, ref) -> int:
         kind, x = ref
@@ -502,13 +525,17 @@ def fit_on_gpu(model, cfg, xs, ys, xt, yt, on_epoch=None) -> list:
     graphs = {}
 
     def run_step(rows):
+        # a batch size's first step runs as plain launches (its kernels load, and
+        # a bad launch fails where it is made); the second is captured as a graph
         if rows not in graphs:
-            b, calls = _steps(rt, step, train, perm, rows)
-            replay = d.capture(calls) if not step.plan.randoms else None
-            graphs[rows] = (b, calls, replay)
-        b, calls, replay = graphs[rows]
+            graphs[rows] = [*_steps(rt, step, train, perm, rows), None, 0]
+        entry = graphs[rows]
+        b, calls, replay, runs = entry
         if step.plan.randoms:
             step.fill_masks(b)
+        elif runs == 1:
+            replay = entry[2] = d.capture(calls)
+        entry[3] += 1
         if replay is not None:
             replay()
         else:
