@@ -174,8 +174,14 @@ class Model:
                                 f"declares {fmt_shape(want)}", file=source,
                                 hint="were these weights trained before the layer's size "
                                      "changed? train again with `nncompile run`")
-            if not np.issubdtype(v.dtype, np.number) or not np.all(np.isfinite(v)):
-                raise DataError(f"param '{k}' holds values that are not finite numbers",
+            if np.iscomplexobj(v) or not np.issubdtype(v.dtype, np.number) or v.dtype == bool:
+                raise DataError(f"param '{k}' holds {v.dtype} values, not real numbers",
+                                file=source,
+                                hint="weights come from `nncompile run` or Model.save")
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.all(np.isfinite(v.astype(np.float32)))
+            if not finite:
+                raise DataError(f"param '{k}' holds values that are not finite float32 numbers",
                                 file=source,
                                 hint="training diverged; train again with a smaller lr, or "
                                      "with clip = 1.0 in the train block")
@@ -283,10 +289,17 @@ class Model:
             raise DataError(f"'{name}' expects examples of shape {fmt_shape(per)} ({size} "
                             f"values each), got an array of shape {fmt_shape(x.shape)}",
                             hint="the first axis counts the examples")
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-            raise DataError(f"'{name}' must hold numbers, got {x.dtype}",
+        if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+            raise DataError(f"'{name}' must hold real numbers, got {x.dtype}",
                             hint="convert it with np.asarray(x, dtype=np.float32)")
-        return np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):   # beyond float32: checked below
+            out = np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
+        bad = np.argwhere(~np.isfinite(out))        # (example, entry...) of each
+        if len(bad):
+            raise DataError(f"'{name}' example {bad[0][0]} holds a value that is not a finite "
+                            "float32 number (NaN, infinite, or beyond about 3.4e38)",
+                            hint="remove or fill those values first")
+        return out
 
     def _run_chunks(self, key, feeds: dict, collect):
         n = self._rows(feeds)

@@ -535,7 +535,7 @@ def test_weights_from_another_model(work):
       "hint: were these weights trained before the layer's size changed? train again with "
       "`nncompile run`"]),
     (np.full((2, 4), np.nan, np.float32),
-     ["w.npz: error: param 'h.weight' holds values that are not finite numbers",
+     ["w.npz: error: param 'h.weight' holds values that are not finite float32 numbers",
       "hint: training diverged; train again with a smaller lr, or with clip = 1.0 in the "
       "train block"]),
 ], ids=["wrong_shape", "not_finite"])

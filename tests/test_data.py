@@ -126,11 +126,48 @@ def test_csv_non_numeric_cell(tmp_path):
     assert "column 2: 'abc' is not a finite number" in str(e.value)
 
 
-def test_csv_two_text_rows_are_not_a_header(tmp_path):
+def test_csv_header_is_a_first_row_without_numbers(tmp_path):
+    """A first row with no number is a header; one with a number and a typo is
+    an example whose typo is reported (it was dropped as a header before)."""
     p = write_csv(tmp_path / "d.csv", [["a", "b", "c"], ["x", "1", "2"], [1, 2, 3]])
     with pytest.raises(DataError) as e:
         load_file(str(p), 2, 1)
-    assert e.value.row == 1 and "column 1: 'a'" in str(e.value)
+    assert e.value.row == 2 and "column 1: 'x'" in str(e.value)
+    p = write_csv(tmp_path / "t.csv", [[0, "1o", 1], [0, 1, 1], [1, 0, 1]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert (e.value.row, e.value.message) == (1, "column 2: '1o' is not a finite number")
+
+
+def test_values_beyond_float32_are_named_not_turned_into_infinity(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[0, 0, 0], [0, "1e39", 1]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert (e.value.row, e.value.message) == (2, "column 2: '1e39' is beyond what float32 "
+                                                 "holds (about 3.4e38)")
+    q = tmp_path / "d.npz"
+    np.savez(q, x=np.array([[0.0, 1e39]]), y=np.array([[1.0]]))
+    with pytest.raises(DataError, match="'x' example 0 holds a value that is not a finite "
+                                        "float32 number"):
+        load_file(str(q), 2, 1)
+    np.savez(q, x=np.array([[1 + 2j, 0]]), y=np.array([[1.0]]))
+    with pytest.raises(DataError, match="array 'x' holds complex numbers"):
+        load_file(str(q), 2, 1)
+
+
+def test_api_inputs_and_weights_that_are_not_finite_float32_numbers():
+    import nncompile
+    m = nncompile.compile_source("input x[2]\noutput p = dense(x, 1)\n", device="cpu")
+    for bad, what in ((np.array([[np.nan, 1.0]]), "'x' example 0 holds a value that is not a "
+                                                  "finite float32 number"),
+                      (np.array([[0, 0], [0, 1e39]]), "'x' example 1 holds a value"),
+                      (np.array([[1j, 0]]), "'x' must hold real numbers, got complex128")):
+        with pytest.raises(DataError, match=what):
+            m.predict(bad)
+    with pytest.raises(DataError, match="param 'p.weight' holds bool values, not real numbers"):
+        m.set_params({"p.weight": np.ones((2, 1), bool)})
+    with pytest.raises(DataError, match="holds values that are not finite float32 numbers"):
+        m.set_params({"p.bias": np.array([1e39])})
 
 
 def test_csv_nan_and_bad_label(tmp_path):

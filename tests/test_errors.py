@@ -315,6 +315,9 @@ CASES = [
      "m.nn:1:1: error: the model declares nothing: no input, param, value, output or loss",
      "start with an input and a layer, e.g. input x[2] and output p = dense(x, 1); "
      "samples/xor.nn is a whole model"),
+    ("control_character", "input x[2]\x00\n",
+     "m.nn:1:11: error: unexpected character U+0000 (a control character)",
+     "the file holds a control character here; delete it"),
     ("loss_without_params", HEAD + "output p = dense(x, 1)\nloss 3\n",
      "m.nn:4:6: error: the loss does not depend on any param, so training has nothing to "
      "change", "the loss should compare a prediction made with params (a layer such as "

@@ -380,6 +380,9 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
             hint = "outside comments and quoted paths a model is written in ASCII"
             if ch in _LOOKALIKES:
                 hint = f"did you mean '{_LOOKALIKES[ch]}'?"
+        elif not ch.isprintable():
+            shown = f"U+{ord(ch):04X} (a control character)"
+            hint = "the file holds a control character here; delete it"
         elif ch in "\"'":
             hint = "a quoted path must end on the same line"
         elif ch == "{":

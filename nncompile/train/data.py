@@ -149,13 +149,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _number(cell: str) -> float | None:
-    """The finite float in a csv cell, or None."""
+    """The number in a csv cell when float32 holds it (finite, at most about
+    3.4e38 in size), or None."""
     try:
         v = float(cell)
     except ValueError:
         return None
-    return v if math.isfinite(v) else None
+    return v if abs(v) <= FLOAT32_MAX else None
 
 
 def _load_csv(path: str, nf: int, nt: int) -> Dataset:
@@ -163,8 +167,9 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
 
     A row has nf + nt columns (float targets) or, when nt > 1, nf + 1 columns
     (the last one an integer class label 0..nt-1); all rows use the same form.
-    The first row is a header when it has a non-numeric cell and the second
-    row (if any) is all numeric. Blank lines are skipped.
+    The first row is a header when none of its cells is a number (so a typo
+    in the first example's cells is reported, not taken for a header).
+    Blank lines are skipped.
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -178,10 +183,11 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
         raise DataError("the file is empty", file=path,
                         hint="a csv row holds the input values, then the target values")
 
-    def numeric(row):
-        return all(_number(c) is not None for c in row)
+    def has_number(row):
+        return any(_number(c) is not None or c.strip().lower() in ("nan", "inf", "-inf")
+                   for c in row)
 
-    if not numeric(rows[0][1]) and (len(rows) == 1 or numeric(rows[1][1])):
+    if not has_number(rows[0][1]):
         rows = rows[1:]                                     # a header
         if not rows:
             raise DataError("the file has a header but no data rows", file=path,
@@ -209,9 +215,15 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
             vals = [float(c) for c in row]
         except ValueError:
             vals = None
-        if vals is None or not all(map(math.isfinite, vals)):
+        if vals is None or not all(abs(v) <= FLOAT32_MAX for v in vals):
             col = next(i for i, c in enumerate(row) if _number(c) is None)
-            raise DataError(f"column {col + 1}: '{row[col].strip()}' is not a finite number",
+            cell = row[col].strip()
+            if vals is not None and math.isfinite(vals[col]):
+                raise DataError(f"column {col + 1}: '{cell}' is beyond what float32 holds "
+                                "(about 3.4e38)", file=path, row=line,
+                                hint="rescale the data; normalize = standardize then maps "
+                                     "it near 0")
+            raise DataError(f"column {col + 1}: '{cell}' is not a finite number",
                             file=path, row=line,
                             hint="every cell is a number such as 3, -0.5 or 1e-3; only the "
                                  "first line may be a header")
@@ -253,6 +265,9 @@ def _load_npz(path: str, nt: int) -> Dataset:
             raise DataError(f"cannot read the arrays ({e})", file=path,
                             hint="save numeric arrays: np.savez(path, x=inputs, y=targets)") from None
     for key, a in (("x", x), ("y", y)):
+        if np.iscomplexobj(a):
+            raise DataError(f"array '{key}' holds complex numbers", file=path,
+                            hint="keep the real part (a.real) or the magnitude (abs(a))")
         if a.ndim == 0 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"array '{key}' must be numeric with one row per example "
                             f"(it is {a.dtype} {list(a.shape)})", file=path,
@@ -265,17 +280,20 @@ def _load_npz(path: str, nt: int) -> Dataset:
                         hint="x and y need at least one row")
     if x.ndim == 1:
         x = x.reshape(-1, 1)
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):     # beyond float32: inf, below
+        x = x.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
     if len(bad):
-        raise DataError(f"'x' example {bad[0][0]} holds a non-finite value", file=path,
+        raise DataError(f"'x' example {bad[0][0]} holds a value that is not a finite float32 "
+                        "number (NaN, infinite, or beyond about 3.4e38)", file=path,
                         hint="remove or fill the NaN and infinite values first")
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and nt > 1:
         return Dataset(x, y.astype(np.int64), True, path, 0.2)
-    y = y.reshape(len(y), -1).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = y.reshape(len(y), -1).astype(np.float32)
     if not np.isfinite(y).all():
         raise DataError(f"'y' example {int(np.argwhere(~np.isfinite(y))[0][0])} holds a "
-                        "non-finite value", file=path,
+                        "value that is not a finite float32 number", file=path,
                         hint="remove or fill the NaN and infinite values first")
     return Dataset(x, y, False, path, 0.2)
 
