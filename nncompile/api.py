@@ -379,7 +379,11 @@ class Model:
 
     def save(self, path: str) -> None:
         """Write the params to an .npz, atomically (a temporary file, then rename)."""
-        write_atomic(path, lambda f: np.savez(f, **self.params))
+        write_atomic(path, self.write_params)
+
+    def write_params(self, f) -> None:
+        """The params as an .npz archive into the open binary file f."""
+        np.savez(f, **self.params)
 
     def load(self, path: str) -> None:
         hint = "weights come from `nncompile run` or Model.save"

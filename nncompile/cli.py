@@ -243,8 +243,7 @@ def cmd_run(args) -> int:
     if "grad_rms" in start:
         doc["grad_rms_start"] = start["grad_rms"]
     text = json.dumps({**doc, "epochs": history}, indent=1)
-    params = model.params
-    write_files([(weights, lambda f: np.savez(f, **params)),
+    write_files([(weights, model.write_params),
                  (history_path, lambda f: f.write(text.encode()))])
     if history:
         last = history[-1]

@@ -163,10 +163,9 @@ def _shade(j: int, count: int):
 
 def save(fig, path: str) -> None:
     """Write the figure to path (.png, .svg or .pdf), atomically."""
-    from .api import check_output_folder, write_atomic
+    from .api import write_atomic
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise DataError(f"cannot write a plot as '{ext or path}'", file=path,
                         hint="end the output's name in .png, .svg or .pdf")
-    check_output_folder(path)
     write_atomic(path, lambda f: fig.savefig(f, format=ext[1:], dpi=100))
