@@ -42,11 +42,27 @@ class Diagnostic:
                 width = 1
                 if self.span.end_column and self.span.end_column > self.span.column:
                     width = self.span.end_column - self.span.column
+                src, at, width = _window(src, self.span.column - 1, width)
                 lines.append("    " + src)
-                lines.append("    " + " " * (self.span.column - 1) + "^" * width)
+                lines.append("    " + " " * at + "^" * width)
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
+
+
+SHOWN = 100   # characters of a source line shown around the caret
+
+
+def _window(src: str, at: int, width: int) -> tuple[str, int, int]:
+    """A long line cut to SHOWN characters around column `at` (0-based), with
+    '...' where it was cut: (text, caret column in it, caret width)."""
+    if len(src) <= SHOWN:
+        return src, at, width
+    start = max(0, min(at - SHOWN // 2, len(src) - SHOWN))
+    head = "..." if start else ""
+    tail = "..." if start + SHOWN < len(src) else ""
+    width = max(1, min(width, start + SHOWN - at))
+    return head + src[start:start + SHOWN] + tail, len(head) + at - start, width
 
 
 class NNCompileError(Exception):

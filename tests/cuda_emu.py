@@ -146,6 +146,10 @@ class EmuDevice:
         argv = (ctypes.c_void_p * max(len(values), 1))(
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
         grid, block = tuple(int(x) for x in grid), tuple(int(x) for x in block)
+        # CUDA refuses more than 65535 blocks in y or z (the tests may lower the limit)
+        from nncompile.backends.cuda import codegen
+        if max(grid[1:]) > codegen.MAX_GRID_YZ or grid[0] > 2 ** 31 - 1:
+            raise RuntimeError(f"invalid configuration argument: grid {grid}")
 
         def call():
             self.launches += 1

@@ -169,6 +169,15 @@ def test_gemm_launch_uses_big_tiles_for_big_problems_and_splits_long_k():
     assert gemm_launch(5, 3, 2, 1, ("t64",), 132)[2] == 1
 
 
+def test_gemm_grids_past_65535_blocks_in_y_or_z_are_launched_in_parts():
+    assert codegen.gemm_parts((3, 7, 2)) == [((3, 7, 2), 0, 0)]
+    assert codegen.gemm_parts((2, 70000, 3)) == [((2, 65535, 3), 0, 0),
+                                                 ((2, 4465, 3), 65535, 0)]
+    assert codegen.gemm_parts((1, 2, 131071)) == [((1, 2, 65535), 0, 0),
+                                                  ((1, 2, 65535), 0, 65535),
+                                                  ((1, 2, 1), 0, 131070)]
+
+
 def test_every_registry_op_is_in_the_op_cases():
     from nncompile.ops import REGISTRY
     seen = set()
@@ -200,6 +209,59 @@ def test_every_sample_training_step_on_the_emulator(path):
         pytest.skip("the model does not train")
     sched, params = cases.step_programs(m)
     bad = cases.compare_step(sched, cuda_emu.EmuDevice(), params, batch=5)
+    assert not bad, "\n".join(bad)
+
+
+SPLIT_COLSUM = """input x[3]
+target y[3]
+h1 = dense(x, 40, relu)
+h2 = dense(h1, 160, tanh)
+p = dense(h2, 3)
+loss mse(p, y)
+train {
+  data = "unused.csv"
+  optimizer = sgd(lr = 0.1, momentum = 0.9)
+}
+"""
+
+
+def _gemm_launches(sched, batch, sms):
+    plan = build(sched)
+    return [(s, codegen.resolve(s, batch, sms)) for s in plan.steps
+            if isinstance(s, Launch) and s.family == "gemm"]
+
+
+@needs_gxx
+@pytest.mark.parametrize("limit", [codegen.MAX_GRID_YZ, 1], ids=["one-launch", "in-parts"])
+def test_split_k_with_a_column_sum_on_the_emulator(monkeypatch, limit):
+    """dh1 = dh2 . W2^T has K = 160: on 132 multiprocessors it splits K in two,
+    and the same GEMM sums dh1's rows for h1's bias gradient. 129 rows are 3
+    row tiles. With the grid limited to 1 block in y and z, each row tile and
+    split is a launch of its own: the same numbers."""
+    monkeypatch.setattr(codegen, "MAX_GRID_YZ", limit)
+    m = nncompile.compile_source(SPLIT_COLSUM, device="cpu")
+    sched, params = cases.step_programs(m)
+    both = [(s, r) for s, r in _gemm_launches(sched, 129, 132)
+            if s.column_sum and r[3][1] > 1]
+    assert both, "no GEMM splits K and sums columns at this size"
+    assert all(r[1][1] == 3 and r[3][3] == 3 for _, r in both)      # 3 row tiles
+    parts = [codegen.gemm_parts(r[1]) for _, r in both]
+    assert all(len(p) == (1 if limit > 3 else 3 * r[1][2]) for p, (_, r) in zip(parts, both))
+    bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=132), params, batch=129)
+    assert not bad, "\n".join(bad)
+
+
+@needs_gxx
+def test_every_op_with_the_grid_limited_to_one_block_in_y_and_z(monkeypatch):
+    """The batched GEMMs of the convolutions (one per example, in z) and the
+    129-row products (3 row tiles, in y) are launched in parts, as they would
+    be past CUDA's 65535 blocks."""
+    monkeypatch.setattr(codegen, "MAX_GRID_YZ", 1)
+    g, sched = cases.ops_programs(True)
+    grids = [r[1] for _, r in _gemm_launches(sched, 129, 16)]
+    assert any(gy > 1 for _, gy, _ in grids) and any(gz > 1 for _, _, gz in grids)
+    bad = cases.compare(sched, cuda_emu.EmuDevice(sms=16), (129,), cases.params_of(g),
+                        lambda b: cases.feeds_of(g, b))
     assert not bad, "\n".join(bad)
 
 

@@ -579,3 +579,79 @@ def test_mangled_samples_fail_only_with_compile_errors():
                 assert d.span.line >= 1 and d.span.column >= 1, src
                 assert "something else" not in d.message, src
     assert failed > 200
+
+
+# very deep models ---------------------------------------------------------------
+
+DEEP_HEAD = "input x[2]\ntarget t[2]\nparam w[2] = 0.5\n"
+
+
+def _nested(levels: int) -> str:
+    """tanh(tanh(... x * w ...)): `levels` levels in all (the * and its operands too)."""
+    k = levels - 2
+    return DEEP_HEAD + "output y = " + "tanh(" * k + "x * w" + ")" * k + "\nloss mse(y, t)\n"
+
+
+def test_an_expression_nested_200_deep_compiles_and_matches_numpy():
+    from nncompile.frontend.parse import MAX_NESTING
+    m = nncompile.compile_source(_nested(MAX_NESTING), device="cpu")
+    x = np.float32([[0.5, -2.0]])
+    want = x * 0.5
+    for _ in range(MAX_NESTING - 2):
+        want = np.tanh(want)
+    np.testing.assert_allclose(m.predict(x), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("text, col", [
+    ("tanh(" * 199 + "x * w" + ")" * 199, 1 + 199 * 5),     # x, below 199 tanh and the *
+    (" + ".join(["x"] * 202), 1),                            # the innermost (first) +
+    ("-" * 201 + "x", 201),                                  # the 201st minus
+], ids=["calls", "sum", "minus"])
+def test_an_expression_nested_deeper_than_200_is_an_error_not_a_crash(text, col):
+    """Deeper expressions are refused as CPython refuses more than 200 nested
+    brackets: a compile error at the first node below level 200, whatever the
+    caller's own stack depth."""
+    err = _error(DEEP_HEAD + "output y = " + text + "\nloss mse(y, t)\n")
+    assert _first(err) == (
+        f"m.nn:4:{col + 11}: error: this expression nests more than 200 operations and "
+        "calls inside one another",
+        "split it into named steps on lines of their own, e.g. a = x1 + x2 + x3 then "
+        "s = a + x4")
+
+
+def test_a_deep_expression_compiles_from_a_deep_caller():
+    """The front end makes its own room on the stack: 800 frames already used
+    by the caller (a notebook, a test runner) leave the 200 levels working."""
+    def down(k):
+        if k == 0:
+            return nncompile.compile_source(_nested(200), device="cpu")
+        return down(k - 1)
+    assert down(800).outputs == {"y": (2,)}
+
+
+def test_a_long_source_line_is_shown_cut_around_the_fault():
+    src = DEEP_HEAD + "output y = " + " + ".join(["x"] * 60) + " + z\nloss mse(y, t)\n"
+    lines = str(_error(src)).splitlines()
+    assert lines[0] == "m.nn:4:252: error: unknown name 'z'"
+    assert lines[1] == "    ..." + ("output y = " + " + ".join(["x"] * 60) + " + z")[-100:]
+    assert lines[2] == "    " + " " * 102 + "^"
+
+
+def test_a_model_of_3000_statements_trains():
+    """Graph passes walk with stacks of their own: a chain of 3000 statements
+    (deeper than Python's recursion limit) compiles, trains and differentiates."""
+    n = 3000
+    src = DEEP_HEAD + "h0 = x * w\n" + "".join(f"h{i + 1} = h{i} * 1.0001 + 0.001\n"
+                                               for i in range(n)) + \
+        f"output y = h{n}\nloss mse(y, t)\n"
+    m = nncompile.compile_source(src, device="cpu")
+    x, t = np.float32([[1, 2]]), np.float32([[0, 0]])
+    y = x * 0.5
+    for _ in range(n):
+        y = y * np.float32(1.0001) + np.float32(0.001)
+    np.testing.assert_allclose(m.predict(x), y, rtol=1e-4)
+    # loss = mean over 2 columns of y^2; dy/dw = x * 1.0001^n
+    g = m.gradients({"x": x}, {"t": t})["w"]
+    np.testing.assert_allclose(g, y[0] * x[0] * 1.0001 ** n, rtol=1e-3)
+    m.fit(x={"x": x}, y={"t": t}, epochs=1, batch=1)
+    assert m.params["w"][0] < 0.5

@@ -57,6 +57,29 @@ class Neg:
 Expr = Num | Str | Name | Call | BinOp | Neg
 
 
+def subexpressions(e) -> list:
+    """The expressions e is made of, in source order."""
+    if isinstance(e, BinOp):
+        return [e.left, e.right]
+    if isinstance(e, Neg):
+        return [e.operand]
+    if isinstance(e, Call):
+        return list(e.args) + [k.value for k in e.kwargs]
+    return []
+
+
+def too_deep(e, limit: int):
+    """The first node that lies more than limit levels inside e (e itself is
+    level 1), or None. Iterative, so it is safe on any depth."""
+    stack = [(e, 1)]
+    while stack:
+        x, level = stack.pop()
+        if level > limit:
+            return x
+        stack.extend((c, level + 1) for c in reversed(subexpressions(x)))
+    return None
+
+
 @dataclass
 class Stmt:
     kind: str             # model input target param assign output loss train

@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib import resources
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 
 from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
 from . import ast
@@ -52,7 +52,7 @@ def _span(file, line, column, end_line=None, end_column=None) -> Span:
     return Span(file, line, column, end_column if end_line in (None, line) else None)
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, file):
         super().__init__()
         self.file = file
@@ -398,4 +398,24 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
         diag = Diagnostic(Span(file, len(lines), len(lines[-1]) + 1),
                           f"unexpected end of the file; expected {_words(e.expected)}")
         raise CompileError([diag], source) from None
-    return ast.Program(file, source, _ToAst(file).transform(tree))
+    program = ast.Program(file, source, _ToAst(file).transform(tree))
+    _check_nesting(program, source)
+    return program
+
+
+MAX_NESTING = 200   # as CPython's parser limits nested brackets to 200
+
+
+def _check_nesting(program: ast.Program, source: str) -> None:
+    """Every expression nests at most MAX_NESTING levels, so the passes that
+    walk an expression recursively stay far inside Python's recursion limit."""
+    for s in program.statements:
+        for e in [s.expr] + [it.value for it in s.items]:
+            deep = e is not None and ast.too_deep(e, MAX_NESTING)
+            if deep:
+                diag = Diagnostic(
+                    deep.span, f"this expression nests more than {MAX_NESTING} operations "
+                    "and calls inside one another",
+                    "split it into named steps on lines of their own, e.g. "
+                    "a = x1 + x2 + x3 then s = a + x4")
+                raise CompileError([diag], source)

@@ -59,12 +59,17 @@ def fuse(graph: Graph) -> Graph:
         return len(users[n]) == 1 and n not in roles and n not in claimed
 
     def absorb_producers(n, members):
-        for i in n.inputs:
-            if i in members or _kind(i) != "elementwise" or not single_use(i) \
-                    or users[i][0] is not n:
-                continue
-            members.add(i)
-            absorb_producers(i, members)
+        """Add to members the elementwise producers that only n reads, and theirs
+        (a walk with a stack of its own: a chain may be thousands long)."""
+        stack = [n]
+        while stack:
+            m = stack.pop()
+            for i in m.inputs:
+                if i in members or _kind(i) != "elementwise" or not single_use(i) \
+                        or users[i][0] is not m:
+                    continue
+                members.add(i)
+                stack.append(i)
 
     groups = []   # (root, members set, kind, extra attrs for the gemm head)
 

@@ -1,8 +1,11 @@
 """The pipeline, in processing order, as a list of calls."""
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from ..frontend.lower import lower
-from ..frontend.parse import parse
+from ..frontend.parse import MAX_NESTING, parse
 from ..ir.graph import Graph
 from .autodiff import autodiff
 from .cse import cse
@@ -17,8 +20,24 @@ from .verify import verify
 def front_end(source: str, file: str):
     """.nn text -> (forward Graph, TrainConfig); CompileError on any user fault."""
     program = parse(source, file)
-    graph, train = lower(program)
+    with _stack_room(5 * MAX_NESTING + 100):   # lowering recurses at most 4 deep per level
+        graph, train = lower(program)
     return verify(graph), train
+
+
+@contextlib.contextmanager
+def _stack_room(frames: int):
+    """Python's recursion limit at least `frames` above the caller's depth,
+    however deep the caller (a notebook, a test runner) already is."""
+    depth, f = 0, sys._getframe()
+    while f is not None:
+        depth, f = depth + 1, f.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, depth + frames))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def differentiate(graph: Graph, cfg=None, with_update=True) -> Graph:

@@ -180,12 +180,14 @@ __device__ __forceinline__ bool gemm_splitk(float (&acc)[T::TM][T::TN], float* _
 
 // Column sums over all M rows, from each thread's sums over its TM rows (csum):
 // the block adds its 16 row groups in order and leaves the sums of its rows in
-// cws[tile row][N]; the last row tile of a column tile to finish (counted in
-// ccount) adds the tiles' sums in order, so the result does not depend on which
-// came last. Returns true there, with thread t's column n0 + t sum in total.
+// cws[tile row][N]; the last of the ny row tiles of a column tile to finish
+// (counted in ccount) adds the tiles' sums in order, so the result does not
+// depend on which came last. Returns true there, with thread t's column n0 + t
+// sum in total.
 template <class T>
 __device__ __forceinline__ bool gemm_colsum(const float (&csum)[T::TN], float* __restrict__ cws,
-                                            int* __restrict__ ccount, int N, int n0, float& total) {
+                                            int* __restrict__ ccount, int N, int n0, int ty0,
+                                            int ny, float& total) {
   __shared__ float part[T::BM / T::TM][T::BN];
   __shared__ int last;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
@@ -196,17 +198,17 @@ __device__ __forceinline__ bool gemm_colsum(const float (&csum)[T::TN], float* _
   if (t < T::BN && n0 + t < N) {
     float s = 0.f;
     for (int y = 0; y < T::BM / T::TM; ++y) s += part[y][t];
-    cws[blockIdx.y * N + n0 + t] = s;
+    cws[(size_t)ty0 * N + n0 + t] = s;
   }
   __threadfence();
   __syncthreads();
-  if (t == 0) last = atomicAdd(&ccount[blockIdx.x], 1) == gridDim.y - 1;
+  if (t == 0) last = atomicAdd(&ccount[blockIdx.x], 1) == ny - 1;
   __syncthreads();
   if (!last) return false;
   __threadfence();
   total = 0.f;
   if (t < T::BN && n0 + t < N)
-    for (int m = 0; m < gridDim.y; ++m) total += __ldcg(&cws[m * N + n0 + t]);
+    for (int m = 0; m < ny; ++m) total += __ldcg(&cws[(size_t)m * N + n0 + t]);
   if (t == 0) ccount[blockIdx.x] = 0;
   return true;
 }
@@ -214,19 +216,23 @@ __device__ __forceinline__ bool gemm_colsum(const float (&csum)[T::TN], float* _
 // %h = fused[gemm: matmul, add, tanh](%x, %h.weight, %h.bias)  ->  buf0
 extern "C" __global__ void __launch_bounds__(256, 2)
 k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const float* __restrict__ st0, float* __restrict__ buf0, float* __restrict__ ws, int* __restrict__ counters,
-    int nb, int splits, int kchunk)
+    int nb, int splits, int kchunk,
+    int ny, int y0, int z0)
 {
   typedef Tile64 T;
   const int M = nb, N = 4, K = 2;
-  const int bat = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  // this block's row tile (of ny) and batch x split: a GEMM with more than
+  // CUDA's 65535 blocks in y or z is launched in parts, from y0 and z0 on
+  const int ty0 = blockIdx.y + y0, tz = blockIdx.z + z0;
+  const int bat = tz / splits, split = tz % splits;
+  const int m0 = ty0 * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<true, false> a = {in0, 2};
   const MatrixOperand<false, true> b = {st1, 4};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
-      !gemm_splitk<T>(acc, ws, counters, (bat * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
+      !gemm_splitk<T>(acc, ws, counters, (bat * ny + ty0) * gridDim.x + blockIdx.x,
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
@@ -254,19 +260,23 @@ k00_gemm_t64(const float* __restrict__ in0, const float* __restrict__ st1, const
 // %31 = sum(%30)  ->  buf4
 extern "C" __global__ void __launch_bounds__(256, 2)
 k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, const float* __restrict__ st2, float* __restrict__ buf1, const float* __restrict__ in1, float* __restrict__ buf2, float* __restrict__ buf3, float* __restrict__ buf4, float* __restrict__ ws, int* __restrict__ counters,
-    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk)
+    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk,
+    int ny, int y0, int z0)
 {
   typedef Tile64 T;
   const int M = nb, N = 1, K = 4;
-  const int bat = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  // this block's row tile (of ny) and batch x split: a GEMM with more than
+  // CUDA's 65535 blocks in y or z is launched in parts, from y0 and z0 on
+  const int ty0 = blockIdx.y + y0, tz = blockIdx.z + z0;
+  const int bat = tz / splits, split = tz % splits;
+  const int m0 = ty0 * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<true, true> a = {buf0, 4};
   const MatrixOperand<false, false> b = {st3, 1};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
-      !gemm_splitk<T>(acc, ws, counters, (bat * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
+      !gemm_splitk<T>(acc, ws, counters, (bat * ny + ty0) * gridDim.x + blockIdx.x,
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
@@ -300,7 +310,7 @@ k01_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ st3, cons
     }
   }
   float colsum;
-  if (gemm_colsum<T>(csum, cws, ccount, N, n0, colsum) && threadIdx.x < T::BN &&
+  if (gemm_colsum<T>(csum, cws, ccount, N, n0, ty0, ny, colsum) && threadIdx.x < T::BN &&
       n0 + (int)threadIdx.x < N) {
     const int cidx = n0 + threadIdx.x;
     const float v31 = colsum;
@@ -345,19 +355,23 @@ k02_reduce(const float* __restrict__ buf2, float* __restrict__ buf5, int nb)
 // %49 = fused[elementwise: mul, sub](%40, %h.bias)  ->  st0
 extern "C" __global__ void __launch_bounds__(256, 2)
 k03_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, const float* __restrict__ buf0, float* __restrict__ buf6, float* __restrict__ st0, float* __restrict__ ws, int* __restrict__ counters,
-    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk)
+    float* __restrict__ cws, int* __restrict__ ccount, int nb, int splits, int kchunk,
+    int ny, int y0, int z0)
 {
   typedef Tile64 T;
   const int M = nb, N = 4, K = 1;
-  const int bat = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  // this block's row tile (of ny) and batch x split: a GEMM with more than
+  // CUDA's 65535 blocks in y or z is launched in parts, from y0 and z0 on
+  const int ty0 = blockIdx.y + y0, tz = blockIdx.z + z0;
+  const int bat = tz / splits, split = tz % splits;
+  const int m0 = ty0 * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<true, false> a = {buf3, 1};
   const MatrixOperand<true, false> b = {st3, 1};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
-      !gemm_splitk<T>(acc, ws, counters, (bat * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
+      !gemm_splitk<T>(acc, ws, counters, (bat * ny + ty0) * gridDim.x + blockIdx.x,
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
@@ -383,7 +397,7 @@ k03_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, cons
     }
   }
   float colsum;
-  if (gemm_colsum<T>(csum, cws, ccount, N, n0, colsum) && threadIdx.x < T::BN &&
+  if (gemm_colsum<T>(csum, cws, ccount, N, n0, ty0, ny, colsum) && threadIdx.x < T::BN &&
       n0 + (int)threadIdx.x < N) {
     const int cidx = n0 + threadIdx.x;
     const float v40 = colsum;
@@ -396,19 +410,23 @@ k03_gemm_t64(const float* __restrict__ buf3, const float* __restrict__ st3, cons
 // %47 = fused[gemm: matmul, mul, sub](%x, %39, %h.weight)  ->  st1
 extern "C" __global__ void __launch_bounds__(256, 2)
 k04_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf6, float* __restrict__ st1, float* __restrict__ ws, int* __restrict__ counters,
-    int nb, int splits, int kchunk)
+    int nb, int splits, int kchunk,
+    int ny, int y0, int z0)
 {
   typedef Tile64 T;
   const int M = 2, N = 4, K = nb;
-  const int bat = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  // this block's row tile (of ny) and batch x split: a GEMM with more than
+  // CUDA's 65535 blocks in y or z is launched in parts, from y0 and z0 on
+  const int ty0 = blockIdx.y + y0, tz = blockIdx.z + z0;
+  const int bat = tz / splits, split = tz % splits;
+  const int m0 = ty0 * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<false, false> a = {in0, 2};
   const MatrixOperand<false, true> b = {buf6, 4};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
-      !gemm_splitk<T>(acc, ws, counters, (bat * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
+      !gemm_splitk<T>(acc, ws, counters, (bat * ny + ty0) * gridDim.x + blockIdx.x,
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);
@@ -433,19 +451,23 @@ k04_gemm_t64(const float* __restrict__ in0, const float* __restrict__ buf6, floa
 // %51 = fused[gemm: matmul, mul, sub](%h, %30, %p.weight)  ->  st3
 extern "C" __global__ void __launch_bounds__(256, 2)
 k05_gemm_t64(const float* __restrict__ buf0, const float* __restrict__ buf3, float* __restrict__ st3, float* __restrict__ ws, int* __restrict__ counters,
-    int nb, int splits, int kchunk)
+    int nb, int splits, int kchunk,
+    int ny, int y0, int z0)
 {
   typedef Tile64 T;
   const int M = 4, N = 1, K = nb;
-  const int bat = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  // this block's row tile (of ny) and batch x split: a GEMM with more than
+  // CUDA's 65535 blocks in y or z is launched in parts, from y0 and z0 on
+  const int ty0 = blockIdx.y + y0, tz = blockIdx.z + z0;
+  const int bat = tz / splits, split = tz % splits;
+  const int m0 = ty0 * T::BM, n0 = blockIdx.x * T::BN;
   const int k_begin = split * kchunk, k_end = min(K, k_begin + kchunk);
   const MatrixOperand<false, true> a = {buf0, 4};
   const MatrixOperand<false, false> b = {buf3, 1};
   float acc[T::TM][T::TN];
   gemm_mainloop<T>(a, b, M, N, k_begin, k_end, m0, n0, acc);
   if (splits > 1 &&
-      !gemm_splitk<T>(acc, ws, counters, (bat * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
+      !gemm_splitk<T>(acc, ws, counters, (bat * ny + ty0) * gridDim.x + blockIdx.x,
                       split, splits))
     return;
   const int tx = threadIdx.x % (T::BN / T::TN), ty = threadIdx.x / (T::BN / T::TN);

@@ -169,7 +169,8 @@ def safe(text: str) -> str:
 class Launch:
     """One kernel launch. grid: ("flat", [size]) | ("rows", size, per_block) |
     ("gemm", M, N, K, batches) with sizes as (k, b); ints after the pointers:
-    nb, then for gemm splits and kchunk (from gemm_launch)."""
+    nb, then for gemm splits, kchunk, row tiles (from gemm_launch), and the
+    first row tile and batch x split of the part launched (gemm_parts)."""
     name: str
     family: str
     params: list          # refs, in C order: ("slot", i) ("store", name) ("feed", name)
@@ -196,12 +197,17 @@ class Plan:
     written: list = field(default_factory=list)    # storage names the program writes
 
 
+MAX_GRID_YZ = 65535   # CUDA's most blocks in y and in z; a GEMM with more is launched in parts
+
+
 def gemm_launch(M: int, N: int, K: int, batches: int, tiles: tuple, sms: int):
     """(tile, grid, splits, kchunk, workspace floats, counters) for one GEMM:
     the 128 tile when it alone gives a wave of blocks, else the 64 tile; split
     K (summed in order by the last block of each tile) when there are fewer
     tiles than multiprocessors and K is long enough for each split to have 4
-    k-tiles (up to two blocks per multiprocessor)."""
+    k-tiles (up to two blocks per multiprocessor). The grid is (column tiles,
+    row tiles, batches x splits), whatever its size: gemm_parts cuts it into
+    launches CUDA takes."""
     for t in ("t128", "t64"):
         if t not in tiles:
             continue
@@ -212,7 +218,7 @@ def gemm_launch(M: int, N: int, K: int, batches: int, tiles: tuple, sms: int):
         k_tiles = -(-K // bk)
         splits = 1
         if n_tiles < sms and k_tiles >= 8:
-            splits = max(1, min(-(-2 * sms // n_tiles), k_tiles // 4, 32, 65535 // batches))
+            splits = max(1, min(-(-2 * sms // n_tiles), k_tiles // 4, 32))
         kchunk = -(-k_tiles // splits) * bk
         splits = max(1, -(-K // kchunk))
         grid = (-(-N // bm), -(-M // bm), batches * splits)
@@ -221,13 +227,22 @@ def gemm_launch(M: int, N: int, K: int, batches: int, tiles: tuple, sms: int):
     raise ValueError("no tile")
 
 
+def gemm_parts(grid: tuple) -> list:
+    """A GEMM's grid as launches of at most MAX_GRID_YZ blocks in y and z:
+    [(grid, y0, z0)], the first row tile and batch x split of each part."""
+    gx, ny, nz = grid
+    return [((gx, min(MAX_GRID_YZ, ny - y0), min(MAX_GRID_YZ, nz - z0)), y0, z0)
+            for y0 in range(0, ny, MAX_GRID_YZ) for z0 in range(0, nz, MAX_GRID_YZ)]
+
+
 def resolve(launch: Launch, batch: int, sms: int):
     """(function name, grid, block, ints, workspace floats, counters) at this batch size."""
     rule = launch.grid
     if rule[0] == "gemm":
         M, Nc, K, bat = (py_size(x, batch) for x in rule[1:])
         t, grid, splits, kchunk, ws, tiles = gemm_launch(M, Nc, K, bat, launch.tiles, sms)
-        return f"{launch.name}_{t}", grid, launch.block, [batch, splits, kchunk], ws, tiles
+        return f"{launch.name}_{t}", grid, launch.block, [batch, splits, kchunk, grid[1]], ws, \
+            tiles
     if rule[0] == "flat":
         total = sum(py_size(sz, batch) for sz in rule[1])
         blocks = max(1, min(-(-total // 256), 32 * max(sms, 1)))
@@ -360,11 +375,11 @@ class _Builder:
         return self.alias.get(v, v)
 
     def touches_storage(self, v) -> bool:
-        if self.storage(v):
-            return True
-        if v in self.virtual:
-            return v.op != "count" and self.touches_storage(v.inputs[0])
-        return False
+        while not self.storage(v):
+            if v not in self.virtual or v.op == "count":
+                return False
+            v = v.inputs[0]      # a view: follow it to what it views
+        return True
 
     def operands(self, n) -> list:
         if n.op == "fused":
@@ -379,13 +394,13 @@ class _Builder:
         here = reduce_input_shape(n) if row_reduce else n.shape
 
         def add(v, at_point):
-            if v.op == "const":
-                return
-            if v in self.virtual:
-                if v.op != "count":
-                    add(v.inputs[0], False)
-                return
-            out.append((self.owner(v), at_point and v not in self.alias and v.shape == here))
+            while v in self.virtual:     # a view reads what it views, not at n's element
+                if v.op == "count":
+                    return
+                v, at_point = v.inputs[0], False
+            if v.op != "const":
+                out.append((self.owner(v), at_point and v not in self.alias
+                            and v.shape == here))
 
         r = role(n)
         if n.op == "fused":

@@ -32,7 +32,7 @@ import numpy as np
 from ...ir.graph import N
 from ..numpy.executor import fill_mask
 from . import nvcc
-from .codegen import Launch, UnsupportedOp, build, py_size, resolve, runtime_source
+from .codegen import Launch, UnsupportedOp, build, gemm_parts, py_size, resolve, runtime_source
 
 FLOAT = 4
 CHUNK = 1024          # rows per evaluation call, as the CPU loop's metrics
@@ -305,7 +305,12 @@ class _Bound:
                 if s.grid_sums:
                     args += [("p", self.gws), ("p", self.gcount)]
                 args += [("i", x) for x in ints]
-                self.calls.append(d.prepare(prog.function(fname), grid, block, args))
+                if s.family != "gemm":
+                    self.calls.append(d.prepare(prog.function(fname), grid, block, args))
+                    continue
+                for part, y0, z0 in gemm_parts(grid):   # CUDA's grid has at most 65535 in y, z
+                    self.calls.append(d.prepare(prog.function(fname), part, block,
+                                                args + [("i", y0), ("i", z0)]))
             else:
                 _, dst, src, size = s
                 self.calls.append(partial(d.copy, self.ptr(dst), self.ptr(src),
