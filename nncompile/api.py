@@ -7,8 +7,8 @@ import tempfile
 
 import numpy as np
 
-from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
-                              store_family)
+from .backends.device import (DeviceError, make_program, make_storage, physical_memory,
+                              resolve_device, store_family)
 from .diagnostics import CompileError, DataError, Diagnostic, Span, size_text
 from .frontend.ast import dump
 from .frontend.parse import parse
@@ -62,10 +62,7 @@ def compile_source(text: str, device: str = "auto", file: str = "<string>",
 
 
 def _physical_memory() -> float:
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE")) * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return float("inf")
+    return physical_memory()
 
 
 def _initial_params(graph, seed: int, source: str) -> dict:

@@ -301,6 +301,59 @@ def test_gpu_training_loop_matches_the_cpu_loop_on_the_emulator(sample, name, ep
     np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-6)
 
 
+SMALL = "input x[3]\ntarget y[2]\nh = dense(x, 40, relu)\np = dense(h, 2)\nloss mse(p, y)\n"
+
+
+def _small_on_emulator(device):
+    m = _emulated(nncompile.compile_source(SMALL, device="cpu", file="m.nn"), device)
+    return m, np.ones((50, 3), np.float32), np.ones((50, 2), np.float32)
+
+
+@needs_gxx
+def test_a_batch_that_does_not_fit_on_the_gpu_names_the_largest_layer(monkeypatch):
+    """A refused allocation is an error at h's statement, with the batch that
+    the GPU's memory would hold: (3000 - 176) // 356 = 7 (356 bytes an example,
+    as on the CPU)."""
+    dev = cuda_emu.EmuDevice()
+    m, x, y = _small_on_emulator(dev)
+    alloc = dev.alloc
+
+    def small_gpu(nbytes):
+        if nbytes >= 4 * 10 * 40:                 # h's buffer at batch 10
+            raise MemoryError
+        return alloc(nbytes)
+    monkeypatch.setattr(dev, "alloc", small_gpu)
+    monkeypatch.setattr(dev, "memory", lambda: 3000.0, raising=False)
+    with pytest.raises(nncompile.CompileError) as info:
+        m.fit(x=x, y=y, batch=10, epochs=1)
+    lines = str(info.value).splitlines()
+    assert lines[0] == ("m.nn:3:5: error: one batch of 10 examples does not fit on the GPU: "
+                        "its values take 3.6 KiB, 1.6 KiB of it for 'h' [10, 40]")
+    assert lines[-1] == ("hint: a batch of at most about 7 examples fits; use a smaller batch "
+                         "or make this layer smaller")
+    monkeypatch.setattr(dev, "alloc", alloc)
+    m.fit(x=x, y=y, batch=7, epochs=1)
+
+
+@needs_gxx
+def test_values_past_32_bit_indices_are_an_error_before_any_launch(monkeypatch):
+    """The kernels index with 32-bit ints; with the limit lowered to 300
+    numbers, h [10, 40] is too many and a batch of 7 (280) is not."""
+    from nncompile.backends.cuda import launch
+    monkeypatch.setattr(launch, "MAX_INDEX", 300)
+    dev = cuda_emu.EmuDevice()
+    m, x, y = _small_on_emulator(dev)
+    with pytest.raises(nncompile.CompileError) as info:
+        m.fit(x=x, y=y, batch=10, epochs=1)
+    assert str(info.value).splitlines()[0] == (
+        "m.nn:3:5: error: one batch of 10 examples makes 'h' [10, 40] hold 400 numbers, "
+        "more than the 300 the GPU kernels can index")
+    assert str(info.value).splitlines()[-1] == "hint: use a batch of at most 7 examples"
+    assert dev.launches == 0
+    m.fit(x=x, y=y, batch=7, epochs=1)
+    assert dev.launches > 0
+
+
 @needs_gxx
 def test_early_stop_on_the_emulator_stops_and_restores_as_the_cpu(sample):
     """sine stops after epoch 8 with early_stop = 1 (its held-out loss rises at

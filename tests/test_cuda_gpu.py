@@ -49,6 +49,34 @@ def test_every_op_forward_and_backward_on_the_gpu(fused):
     assert not bad, "\n".join(bad)
 
 
+def test_every_op_with_gemms_launched_in_parts_on_the_gpu(monkeypatch):
+    """As past 65535 blocks in y or z: the grid limited to 1 block there."""
+    from nncompile.backends.cuda import codegen
+    monkeypatch.setattr(codegen, "MAX_GRID_YZ", 1)
+    g, sched = cases.ops_programs(True)
+    bad = cases.compare(sched, device(), (129,), cases.params_of(g),
+                        lambda b: cases.feeds_of(g, b))
+    assert not bad, "\n".join(bad)
+
+
+def test_a_conv_batch_past_65535_examples_on_the_gpu():
+    """A conv GEMM per example: 70 000 of them pass CUDA's 65535 blocks in z."""
+    m = nncompile.compile_source(
+        "input x[1, 4, 4]\ntarget y[2]\nh = conv2d(x, 2, 3, relu)\n"
+        "p = dense(flatten(h), 2)\nloss mse(p, y)\n", device="cpu")
+    sched, params = cases.step_programs(m)
+    bad = cases.compare_step(sched, device(), params, batch=70000, steps=1)
+    assert not bad, "\n".join(bad)
+
+
+def test_split_k_with_a_column_sum_on_the_gpu():
+    from test_cuda_codegen import SPLIT_COLSUM
+    m = nncompile.compile_source(SPLIT_COLSUM, device="cpu")
+    sched, params = cases.step_programs(m)
+    bad = cases.compare_step(sched, device(), params, batch=129)
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("batch", [1, 33, 129])
 @pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
 def test_every_sample_training_step_on_the_gpu(path, batch):

@@ -5,6 +5,7 @@ test pins the first line of the first diagnostic and its hint (None: no hint).
 """
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -655,3 +656,61 @@ def test_a_model_of_3000_statements_trains():
     np.testing.assert_allclose(g, y[0] * x[0] * 1.0001 ** n, rtol=1e-3)
     m.fit(x={"x": x}, y={"t": t}, epochs=1, batch=1)
     assert m.params["w"][0] < 0.5
+
+
+# values of a batch that do not fit --------------------------------------------
+
+SMALL = "input x[3]\ntarget y[2]\nh = dense(x, 40, relu)\np = dense(h, 2)\nloss mse(p, y)\n"
+# a step at batch B keeps h and its gradient ([B, 40] each), p and its gradient
+# ([B, 2] each), x [B, 3] and y [B, 2]: 356 bytes an example; the bias
+# gradients and the loss take 176 bytes whatever B
+SMALL_LINE = ("m.nn:3:5: error: one batch of 10 examples does not fit in memory: its values "
+              "take 3.6 KiB, 1.6 KiB of it for 'h' [10, 40]")
+
+
+def _small_data():
+    return np.ones((50, 3), np.float32), np.ones((50, 2), np.float32)
+
+
+def test_a_batch_larger_than_memory_is_an_error_at_the_largest_layer(monkeypatch):
+    """Checked before allocating: Linux would hand out the buffers and kill
+    the process when they are touched. (3000 - 176) // 356 = 7 examples fit."""
+    from nncompile.backends.numpy import executor
+    monkeypatch.setattr(executor, "physical_memory", lambda: 3000.0)
+    m = nncompile.compile_source(SMALL, device="cpu", file="m.nn")
+    x, y = _small_data()
+    with pytest.raises(CompileError) as info:
+        m.fit(x=x, y=y, batch=10, epochs=1)
+    assert _first(info.value) == (SMALL_LINE, "a batch of at most about 7 examples fits; use "
+                                  "a smaller batch or make this layer smaller")
+    assert str(info.value).splitlines()[1] == "    h = dense(x, 40, relu)"
+    m.fit(x=x, y=y, batch=7, epochs=1)         # 7 * 356 + 176 = 2668 bytes: it fits
+
+
+def test_a_failed_allocation_of_a_batch_is_the_same_error(monkeypatch):
+    from nncompile.backends.numpy import executor
+
+    def refuse(*args):
+        raise MemoryError
+    monkeypatch.setattr(executor, "_Bound", refuse)
+    m = nncompile.compile_source(SMALL, device="cpu", file="m.nn")
+    with pytest.raises(CompileError) as info:
+        m.fit(x=_small_data()[0], y=_small_data()[1], batch=10, epochs=1)
+    assert _first(info.value) == (SMALL_LINE, "use a smaller batch or make this layer smaller")
+
+
+def test_cli_run_reports_a_batch_that_does_not_fit_and_writes_nothing(tmp_path, monkeypatch,
+                                                                      capsys):
+    from nncompile import cli
+    from nncompile.backends.numpy import executor
+    x, y = _small_data()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    (tmp_path / "m.nn").write_text(SMALL + 'train {\n  data = "d.npz"\n  batch = 10\n'
+                                   '  epochs = 1\n}\n')
+    monkeypatch.setattr(executor, "physical_memory", lambda: 3000.0)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "m.nn", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "m.nn:3:5: error: one batch of 10 examples does not fit in memory" in err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "m.nn"]

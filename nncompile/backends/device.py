@@ -1,6 +1,7 @@
 """Choosing the device: cpu, cuda, or auto (cuda when pycuda and a GPU are there)."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..diagnostics import NNCompileError
@@ -11,6 +12,14 @@ CUDA_HINT = ("install the cuda extra on a machine with an NVIDIA GPU and driver:
 
 class DeviceError(NNCompileError):
     """The device asked for is not there."""
+
+
+def physical_memory() -> float:
+    """This machine's memory in bytes (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE")) * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return float("inf")
 
 
 def cuda_status() -> tuple[bool, str]:

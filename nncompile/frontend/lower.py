@@ -795,7 +795,8 @@ def lower(program: ast.Program) -> tuple[Graph, TrainConfig]:
     """Lower a parsed program; raise CompileError with every problem found."""
     stem = program.file.replace("\\", "/").rsplit("/", 1)[-1]
     name = stem[:-3] if stem.endswith(".nn") else stem
-    lw = Lowering(program, Graph(name=name or "model", file=program.file))
+    lw = Lowering(program, Graph(name=name or "model", file=program.file,
+                                 source=program.source))
     lw.run()
     if lw.diags:
         lw.diags.sort(key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))

@@ -54,6 +54,7 @@ class Node:
 class Graph:
     name: str = "model"
     file: str = "<string>"
+    source: str | None = None    # the .nn text, to show its lines in errors found late
     nodes: list = field(default_factory=list)
     inputs: dict = field(default_factory=dict)     # name -> Node(op=input)
     targets: dict = field(default_factory=dict)    # name -> Node(op=target)
@@ -121,7 +122,7 @@ class Graph:
     def copy(self) -> "Graph":
         """A deep copy: new Node objects, same ids, same roles."""
         new = {}
-        g = Graph(self.name, self.file, _next_id=self._next_id)
+        g = Graph(self.name, self.file, self.source, _next_id=self._next_id)
         for n in self.nodes:
             c = Node(n.op, tuple(new[i] for i in n.inputs), dict(n.attrs), n.shape,
                      n.span, n.name, n.id)

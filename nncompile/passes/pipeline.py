@@ -82,7 +82,7 @@ def program(graph: Graph, *, fused=True, **roles):
 def update_graph(graph: Graph, cfg) -> Graph:
     """The optimizer alone, reading accumulated gradients from state leaves
     named grad/PARAM (gradient accumulation applies it every k batches)."""
-    g = Graph(graph.name, graph.file)
+    g = Graph(graph.name, graph.file, graph.source)
     for name, p in graph.params.items():
         g.params[name] = g.add("param", [], dict(p.attrs), p.span, name)
         g.grads[name] = g.add("state", [], {"name": f"grad/{name}", "shape": p.shape,

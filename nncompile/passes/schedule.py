@@ -9,9 +9,11 @@ straight into that storage (`writes`), so no step copies params back.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from ..ir.graph import Graph, Node
+from ..diagnostics import CompileError, Diagnostic, size_text
+from ..ir.graph import N, Graph, Node, fmt_shape
 from ..ops import REGISTRY
 
 LEAVES = ("input", "target", "param", "state", "const")
@@ -24,6 +26,44 @@ class Schedule:
     slot: dict = field(default_factory=dict)        # Node -> slot number
     slot_shapes: list = field(default_factory=list)  # slot -> symbolic shape
     writes: dict = field(default_factory=dict)      # Node -> leaf storage it writes (name)
+
+    def value_bytes(self, batch: int) -> tuple:
+        """(bytes, node) for one batch of `batch` examples: what the plan's
+        buffers and the fed inputs and targets take, and the first value
+        held in the largest buffer."""
+        def size(shape):
+            return 4 * math.prod(batch if d == N else d for d in shape)
+        sizes = [size(sh) for sh in self.slot_shapes]
+        fed = sum(size(n.shape) for n in (*self.graph.inputs.values(),
+                                          *self.graph.targets.values()))
+        first = {}
+        for n in self.order:
+            if n in self.slot:
+                first.setdefault(self.slot[n], n)
+        big = max(range(len(sizes)), key=sizes.__getitem__, default=None)
+        return sum(sizes) + fed, first.get(big)
+
+    def too_large(self, batch: int, where: str, room: float) -> CompileError:
+        """The error for a batch whose values do not fit `where` ("in memory",
+        "on the GPU"), at the statement of the largest value; `room` bytes (or
+        inf, when unknown) give the batch that would fit."""
+        total, node = self.value_bytes(batch)
+        if node is None:      # nothing computed: the fed values alone are too large
+            node = next(iter({**self.graph.inputs, **self.graph.targets}.values()))
+        fixed = self.value_bytes(0)[0]
+        each = (total - fixed) / max(batch, 1)
+        concrete = tuple(batch if d == N else d for d in node.shape)
+        what = f"'{node.name}'" if node.name else f"a value ({node.op})"
+        hint = "use a smaller batch or make this layer smaller" if batch > 1 else \
+            "make this layer smaller"
+        if math.isfinite(room) and each > 0 and (room - fixed) // each >= 1:
+            fits = int((room - fixed) // each)
+            hint = f"a batch of at most about {fits} examples fits; use a smaller batch " \
+                   "or make this layer smaller"
+        return CompileError([Diagnostic(
+            node.span, f"one batch of {batch} examples does not fit {where}: its values take "
+            f"{size_text(total)}, {size_text(4 * math.prod(concrete))} of it for {what} "
+            f"{fmt_shape(concrete)}", hint)], self.graph.source)
 
     def describe(self) -> str:
         lines = [f"schedule: {len(self.order)} steps, {len(self.slot_shapes)} buffers"]

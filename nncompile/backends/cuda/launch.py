@@ -29,7 +29,8 @@ from functools import partial
 
 import numpy as np
 
-from ...ir.graph import N
+from ...diagnostics import CompileError, Diagnostic
+from ...ir.graph import N, fmt_shape
 from ..numpy.executor import fill_mask
 from . import nvcc
 from .codegen import Launch, UnsupportedOp, build, gemm_parts, py_size, resolve, runtime_source
@@ -73,7 +74,14 @@ class PycudaDevice:
         return module.get_function(name)
 
     def alloc(self, nbytes: int):
-        return self.drv.mem_alloc(max(int(nbytes), FLOAT))
+        try:
+            return self.drv.mem_alloc(max(int(nbytes), FLOAT))
+        except self.drv.MemoryError:
+            raise MemoryError(f"the GPU has no {nbytes} bytes left") from None
+
+    def memory(self) -> float:
+        """The GPU's memory in bytes."""
+        return float(self.drv.Context.get_device().total_memory())
 
     def pinned(self, shape, dtype=np.float32) -> np.ndarray:
         return self.drv.pagelocked_empty(shape, dtype)
@@ -359,6 +367,31 @@ class _Roots(Mapping):
         return self.bound.ptr(self.prog.plan.roots[node])
 
 
+MAX_INDEX = 2 ** 31 - 1     # the kernels index their buffers with 32-bit ints
+
+
+def _check_indexable(schedule, batch: int) -> None:
+    """Every value of one batch has at most MAX_INDEX numbers, or a
+    CompileError at the statement of the largest, with the batch that fits."""
+    values = [n for n in schedule.order if n in schedule.slot]
+    values += [*schedule.graph.inputs.values(), *schedule.graph.targets.values()]
+    if not values:
+        return
+    node = max(values, key=lambda n: _numel(n.shape, batch))
+    count = _numel(node.shape, batch)
+    if count <= MAX_INDEX:
+        return
+    each = _numel(node.shape, 1)
+    what = f"'{node.name}'" if node.name else f"a value ({node.op})"
+    raise CompileError([Diagnostic(
+        node.span, f"one batch of {batch} examples makes {what} "
+        f"{fmt_shape(_concrete(node.shape, batch))} hold {count} numbers, more than the "
+        f"{MAX_INDEX} the GPU kernels can index",
+        f"use a batch of at most {MAX_INDEX // each} examples"
+        if N in node.shape and each <= MAX_INDEX else "make this layer smaller")],
+        schedule.graph.source)
+
+
 class CudaProgram:
     """A scheduled graph on the GPU, runnable for any batch size."""
 
@@ -392,9 +425,19 @@ class CudaProgram:
         self._rng = None
 
     def bound(self, batch: int) -> _Bound:
+        """The buffers and calls for this batch size, made on first use (and
+        again when a param's buffer moved); a CompileError at the statement of
+        the largest value when they do not fit on the GPU or hold more numbers
+        than the kernels' 32-bit indices reach."""
         b = self._bound.get(batch)
         if b is None or any(self.storage.device_ptr(k) != p for k, p in b.store.items()):
-            b = self._bound[batch] = _Bound(self, batch)
+            self._bound.pop(batch, None)     # its buffers go before new ones come
+            _check_indexable(self.schedule, batch)
+            try:
+                b = self._bound[batch] = _Bound(self, batch)
+            except MemoryError:
+                room = getattr(self.device, "memory", lambda: float("inf"))()
+                raise self.schedule.too_large(batch, "on the GPU", room) from None
         return b
 
     def feeds(self, batch: int) -> dict:

@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 
 from ...ir.graph import N
+from ..device import physical_memory
 from ...ops import REGISTRY
 from ...ops.conv import SHARE_COLS, forget_overwritten
 from ...ops.reduce import row_sum_call
@@ -249,10 +250,20 @@ class NumpyProgram:
                 np.random.default_rng([self._seed, 2]).bit_generator.state
 
     def bound(self, batch: int) -> _Bound:
+        """The buffers and calls for this batch size, made on first use; a
+        CompileError at the largest value's statement when they cannot fit
+        in memory (checked first: Linux hands out more than it has)."""
         b = self._bound.get(batch)
         if b is None:
-            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-                b = self._bound[batch] = _Bound(self, batch)
+            room = physical_memory()
+            if self.schedule.value_bytes(batch)[0] > room:
+                raise self.schedule.too_large(batch, "in memory", room)
+            try:
+                with np.errstate(over="ignore", under="ignore", invalid="ignore",
+                                 divide="ignore"):
+                    b = self._bound[batch] = _Bound(self, batch)
+            except MemoryError:    # less is free than the machine has: no estimate
+                raise self.schedule.too_large(batch, "in memory", float("inf")) from None
         return b
 
     def feeds(self, batch: int) -> dict:
