@@ -53,7 +53,7 @@ class Schedule:
         fixed = self.value_bytes(0)[0]
         each = (total - fixed) / max(batch, 1)
         concrete = tuple(batch if d == N else d for d in node.shape)
-        what = f"'{node.name}'" if node.name else f"a value ({node.op})"
+        what = value_label(node)
         hint = "use a smaller batch or make this layer smaller" if batch > 1 else \
             "make this layer smaller"
         if math.isfinite(room) and each > 0 and (room - fixed) // each >= 1:
@@ -71,6 +71,11 @@ class Schedule:
             where = f"-> {self.writes[n]}" if n in self.writes else f"-> buf{self.slot[n]}"
             lines.append(f"  {n!r:<28} {where}")
         return "\n".join(lines) + "\n"
+
+
+def value_label(n: Node) -> str:
+    """A value as an error names it: its name in the model, else its op."""
+    return f"'{n.name}'" if n.name else f"a value ({n.op})"
 
 
 def _in_place_ok(n: Node) -> bool:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ...diagnostics import CompileError, Diagnostic
 from ...ir.graph import N, fmt_shape
+from ...passes.schedule import value_label
 from ..numpy.executor import fill_mask
 from . import nvcc
 from .codegen import Launch, UnsupportedOp, build, gemm_parts, py_size, resolve, runtime_source
@@ -382,7 +383,7 @@ def _check_indexable(schedule, batch: int) -> None:
     if count <= MAX_INDEX:
         return
     each = _numel(node.shape, 1)
-    what = f"'{node.name}'" if node.name else f"a value ({node.op})"
+    what = value_label(node)
     raise CompileError([Diagnostic(
         node.span, f"one batch of {batch} examples makes {what} "
         f"{fmt_shape(_concrete(node.shape, batch))} hold {count} numbers, more than the "

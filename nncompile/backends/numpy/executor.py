@@ -14,11 +14,11 @@ from functools import partial
 import numpy as np
 
 from ...ir.graph import N
-from ..device import physical_memory
 from ...ops import REGISTRY
 from ...ops.conv import SHARE_COLS, forget_overwritten
 from ...ops.reduce import row_sum_call
 from ...ops.registry import bind_call
+from ..device import physical_memory
 from . import pack
 
 DTYPE = np.float32
