@@ -9,12 +9,13 @@ import numpy as np
 
 from .backends.device import (DeviceError, make_program, make_storage, physical_memory,
                               resolve_device, store_family)
-from .diagnostics import CompileError, DataError, Diagnostic, Span, size_text
+from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
 from .frontend.parse import parse
 from .ir.graph import N, fmt_shape
 from .ops.init import initial_value
 from .passes import pipeline
+from .passes.schedule import params_too_large
 
 CHUNK = 1024        # rows per call when predicting or evaluating many examples
 
@@ -65,7 +66,7 @@ def _physical_memory() -> float:
     return physical_memory()
 
 
-def _initial_params(graph, seed: int, source: str) -> dict:
+def _initial_params(graph, seed: int) -> dict:
     """name -> each param's initial value. Params that cannot fit in memory
     (more float32 bytes than the machine has, or an allocation that fails)
     are an error at the statement that declares the largest of them."""
@@ -76,13 +77,7 @@ def _initial_params(graph, seed: int, source: str) -> dict:
                     for name, p in graph.params.items()}
         except MemoryError:
             pass
-    name = max(sizes, key=sizes.get)
-    p = graph.params[name]
-    total = sum(sizes.values())
-    raise CompileError([Diagnostic(
-        p.span, f"the model's params do not fit in memory: they take {size_text(total)}, "
-        f"{size_text(sizes[name])} of it for {name} {fmt_shape(p.shape)}",
-        "make this layer smaller")], source)
+    raise params_too_large(graph, "in memory")
 
 
 def _optimizer_settings(cfg) -> tuple | None:
@@ -127,7 +122,7 @@ class Model:
             what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")
             raise DeviceError(Diagnostic(span, what, hint or None).render(source)) from None
         self._storage = make_storage(self.device)
-        store_family(self._storage, _initial_params(graph, train.seed, source))
+        store_family(self._storage, _initial_params(graph, train.seed))
         self._programs = {}
         self._built_for = {}       # "step"/"update" -> the optimizer settings built in
 

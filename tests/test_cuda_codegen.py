@@ -469,6 +469,36 @@ def test_cli_run_with_device_cuda_on_an_emulated_gpu(sample, tmp_path, monkeypat
             np.testing.assert_allclose(g[k], c[k], rtol=1e-5, atol=1e-7)
 
 
+def test_params_that_do_not_fit_on_the_gpu_point_at_the_largest_layer(monkeypatch, capsys):
+    """A refused upload of the params or the optimizer state: the error at the
+    statement of the largest param (h.weight, 3 x 40 floats), as for params
+    beyond the host's memory."""
+    from nncompile import cli
+    from nncompile.backends import device
+    from nncompile.backends.cuda import launch
+    dev = cuda_emu.EmuDevice()
+    alloc = dev.alloc
+
+    def small_gpu(nbytes):
+        if nbytes > 300:
+            raise MemoryError
+        return alloc(nbytes)
+    monkeypatch.setattr(dev, "alloc", small_gpu)
+    monkeypatch.setattr(device, "cuda_status", lambda: (True, ""))
+    monkeypatch.setattr(launch, "_DEVICE", dev)
+    m = nncompile.compile_source(SMALL, device="cuda", file="m.nn")
+    with pytest.raises(nncompile.CompileError) as info:      # uploaded for the first step
+        m.fit(x=np.ones((5, 3), np.float32), y=np.ones((5, 2), np.float32), epochs=1,
+              momentum=0.9)
+    # 3*40 + 40 + 40*2 + 2 = 242 params, and as many velocities
+    assert str(info.value).splitlines() == [
+        "m.nn:3:5: error: the model's params and optimizer state do not fit on the GPU: "
+        "they take 1.9 KiB, 480 bytes of it for h.weight [3, 40]",
+        "    h = dense(x, 40, relu)",
+        "        ^^^^^",
+        "hint: make this layer smaller"]
+
+
 def test_explicit_cuda_without_a_gpu_is_a_clear_error(sample):
     from nncompile.backends.device import DeviceError, cuda_status
     if cuda_status()[0]:

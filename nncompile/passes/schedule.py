@@ -73,6 +73,20 @@ class Schedule:
         return "\n".join(lines) + "\n"
 
 
+def params_too_large(graph: Graph, where: str) -> CompileError:
+    """The error for params (and optimizer state, where the graph has it)
+    that do not fit `where`, at the statement of the largest param."""
+    sizes = {name: 4 * math.prod(p.shape) for name, p in graph.params.items()}
+    state = sum(4 * math.prod(s.shape) for s in graph.state.values())
+    name = max(sizes, key=sizes.get)
+    p = graph.params[name]
+    what = "params and optimizer state" if state else "params"
+    return CompileError([Diagnostic(
+        p.span, f"the model's {what} do not fit {where}: they take "
+        f"{size_text(sum(sizes.values()) + state)}, {size_text(sizes[name])} of it for {name} "
+        f"{fmt_shape(p.shape)}", "make this layer smaller")], graph.source)
+
+
 def value_label(n: Node) -> str:
     """A value as an error names it: its name in the model, else its op."""
     return f"'{n.name}'" if n.name else f"a value ({n.op})"

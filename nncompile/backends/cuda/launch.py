@@ -31,7 +31,7 @@ import numpy as np
 
 from ...diagnostics import CompileError, Diagnostic
 from ...ir.graph import N, fmt_shape
-from ...passes.schedule import value_label
+from ...passes.schedule import params_too_large, value_label
 from ..numpy.executor import fill_mask
 from . import nvcc
 from .codegen import Launch, UnsupportedOp, build, gemm_parts, py_size, resolve, runtime_source
@@ -434,6 +434,7 @@ class CudaProgram:
         if b is None or any(self.storage.device_ptr(k) != p for k, p in b.store.items()):
             self._bound.pop(batch, None)     # its buffers go before new ones come
             _check_indexable(self.schedule, batch)
+            self.sync_storage()
             try:
                 b = self._bound[batch] = _Bound(self, batch)
             except MemoryError:
@@ -448,9 +449,13 @@ class CudaProgram:
         return b.feed_host
 
     def sync_storage(self) -> None:
-        """Upload the params and buffers the host has changed."""
-        for name in self.plan.storage:
-            self.storage.device_ptr(name)
+        """Upload the params and buffers the host has changed (the first time,
+        all of them: a CompileError at the largest param when they do not fit)."""
+        try:
+            for name in self.plan.storage:
+                self.storage.device_ptr(name)
+        except MemoryError:
+            raise params_too_large(self.schedule.graph, "on the GPU") from None
 
     def fill_masks(self, b: _Bound) -> None:
         """Fresh dropout masks, drawn as the numpy backend draws them."""
