@@ -75,6 +75,7 @@ class PycudaDevice:
         return module.get_function(name)
 
     def alloc(self, nbytes: int):
+        # pycuda's MemoryError is not Python's: made one, so callers catch one kind
         try:
             return self.drv.mem_alloc(max(int(nbytes), FLOAT))
         except self.drv.MemoryError:
@@ -85,7 +86,10 @@ class PycudaDevice:
         return float(self.drv.Context.get_device().total_memory())
 
     def pinned(self, shape, dtype=np.float32) -> np.ndarray:
-        return self.drv.pagelocked_empty(shape, dtype)
+        try:
+            return self.drv.pagelocked_empty(shape, dtype)
+        except self.drv.MemoryError:
+            raise MemoryError(f"no page-locked host memory for {shape}") from None
 
     def upload(self, ptr, host: np.ndarray) -> None:
         self.drv.memcpy_htod_async(int(ptr), host, self.stream)
