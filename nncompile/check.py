@@ -71,7 +71,20 @@ def summary(model) -> str:
     out.append(f"total: {total} params ({size_text(total * 4)} as float32), "
                f"{len(g.nodes)} IR nodes")
     out.append(arithmetic(model))
+    out.append(memory(model))
     return "\n".join(out)
+
+
+def memory(model) -> str:
+    """One line: what the values of the step step_flops counts take in the
+    memory plan, at the same batch (passes/schedule.py: buffers reused)."""
+    cfg = model.train_config
+    trains = model.graph.loss is not None
+    s = pipeline.program(model.graph, updates=trains, outputs=not trains, cfg=cfg)
+    total, _ = s.value_bytes(cfg.batch)
+    values = sum(1 for n in s.order if n in s.slot)
+    return (f"memory for its values: {size_text(total)} (inputs and targets included), "
+            f"{len(s.slot_shapes)} buffers for {values} values")
 
 
 def arithmetic(model) -> str:

@@ -213,6 +213,11 @@ def test_check_prints_the_summary_and_ok(work):
     assert "total: 17 params (68 bytes as float32), 17 IR nodes" in lines
     assert "a training step on a batch of 4: 404 FLOP, 55% of it in matrix products " \
            "(dense, @, conv2d)" in lines
+    # x [4, 2] and y [4, 1]: 12 floats; the step's buffers: h and d h ([4, 4] each), p,
+    # d p and one more [4, 1], two scalars (the loss reuses one), the bias gradients
+    # [1] and [4]: 51 floats; the weight and bias updates write into the params
+    assert "memory for its values: 252 bytes (inputs and targets included), 9 buffers " \
+           "for 10 values" in lines
     (worst,) = [ln for ln in lines if ln.startswith("worst relative error ")]
     assert worst.endswith(": ok") and float(worst.split()[3].rstrip(":")) < 1e-5
     at = lines.index("gradients at the start, on the first update of epoch 1 (4 of the 4 "
