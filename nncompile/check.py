@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .diagnostics import DataError, size_text
+from .diagnostics import DataError, plural, size_text
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
 from .ops.registry import REGISTRY, flops
@@ -84,7 +84,7 @@ def memory(model) -> str:
     total, _ = s.value_bytes(cfg.batch)
     values = sum(1 for n in s.order if n in s.slot)
     return (f"memory for its values: {size_text(total)} (inputs and targets included), "
-            f"{len(s.slot_shapes)} buffers for {values} values")
+            f"{plural(len(s.slot_shapes), 'buffer')} for {plural(values, 'value')}")
 
 
 def arithmetic(model) -> str:

@@ -93,6 +93,11 @@ class DataError(NNCompileError):
         super().__init__(text)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 row', '3 rows'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def size_text(n: float) -> str:
     """A byte count for people: 12 bytes, 18.8 KiB, 41.1 TiB."""
     if n < 1024:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncompile.diagnostics import DataError, did_you_mean
+from nncompile.diagnostics import DataError, did_you_mean, plural
 
 BUILTIN: tuple[str, ...] = ("and", "or", "nand", "xor", "not", "digits", "circles", "spiral",
                             "sine")
@@ -145,10 +145,6 @@ def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
                     hint=f"supported: {SUPPORTED}")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -193,11 +189,11 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
             raise DataError("the file has a header but no data rows", file=path,
                             hint="add one row per example below the header")
 
-    forms = {nf + nt: f"{nf + nt} ({_plural(nf, 'feature')} + {_plural(nt, 'target')})"}
+    forms = {nf + nt: f"{nf + nt} ({plural(nf, 'feature')} + {plural(nt, 'target')})"}
     if nt == 0:                                             # inputs only (predict)
         forms = {nf: f"{nf} (one input example)"}
     if nt > 1:
-        forms[nf + 1] = f"{nf + 1} ({_plural(nf, 'feature')} + 1 class label)"
+        forms[nf + 1] = f"{nf + 1} ({plural(nf, 'feature')} + 1 class label)"
     first_line, first = rows[0]
     width = len(first)
     values = []
@@ -209,7 +205,7 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
                 hint = "cells must be separated by commas"
             elif width in forms and nt > 1:
                 hint = f"line {first_line} has {width} columns; every row needs the same layout"
-            raise DataError(f"row has {_plural(len(row), 'column')}; the model needs {need}",
+            raise DataError(f"row has {plural(len(row), 'column')}; the model needs {need}",
                             file=path, row=line, hint=hint)
         try:
             vals = [float(c) for c in row]
@@ -345,7 +341,7 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
     kind = "images" if magic == _IDX_IMAGES else "labels"
     if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
         got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else \
-            f"missing (the file has {_plural(len(raw), 'byte')})"
+            f"missing (the file has {plural(len(raw), 'byte')})"
         raise DataError(f"bad idx magic number {got}; expected 0x{magic:08x} for {kind}",
                         file=path, hint="is this an MNIST idx file of the right kind?")
     ndim = magic & 0xFF
@@ -401,7 +397,7 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
     per, need = math.prod(ds.x.shape[1:]), math.prod(input_shape)
     if per != need:
         raise DataError(f"each example has {per} values but the model's input is "
-                        f"{_shape(input_shape)} ({_plural(need, 'value')})", file=ds.source,
+                        f"{_shape(input_shape)} ({plural(need, 'value')})", file=ds.source,
                         hint="change the model's input shape or the data to match")
     x = np.asarray(ds.x, dtype=np.float32).reshape(n, per)
 
@@ -426,8 +422,8 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
     else:
         y = np.asarray(ds.y, dtype=np.float32).reshape(n, -1)
         if y.shape[1] != nt:
-            raise DataError(f"each target has {_plural(y.shape[1], 'value')} but the model's "
-                            f"target is {_shape(target_shape)} ({_plural(nt, 'value')})",
+            raise DataError(f"each target has {plural(y.shape[1], 'value')} but the model's "
+                            f"target is {_shape(target_shape)} ({plural(nt, 'value')})",
                             file=ds.source,
                             hint="change the model's target shape or the data to match")
 
