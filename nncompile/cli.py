@@ -345,6 +345,10 @@ def _at_data_line(model, e: DataError) -> NNCompileError:
     if e.row is not None or span is None or e.file == model.file:
         return e
     what = f"data file '{cfg.data}'" if cfg.data_is_path else f"data set '{cfg.data}'"
+    if cfg.data_is_path and e.file is not None:
+        named = os.path.join(os.path.dirname(model.file), cfg.data)
+        if os.path.abspath(e.file) != os.path.abspath(named):   # a file it leads to
+            what += f" ({e.file})"                                # (idx labels, a folder's)
     return NNCompileError(Diagnostic(span, f"{what}: {e.message}", e.hint).render(model.source))
 
 

@@ -500,6 +500,24 @@ def test_missing_data_file(work):
     assert r.stdout == ""          # no "training ..." line for a run that cannot start
 
 
+def test_a_fault_in_the_labels_file_names_it_beside_the_data(work):
+    """data names the images; a truncated labels file next to them is named
+    too (it used to be reported as the images file's fault)."""
+    from datahelpers import write_idx
+    (work / "mnist").mkdir()
+    write_idx(work / "mnist" / "train-images-idx3-ubyte", np.zeros((4, 8, 8), np.uint8))
+    labels = write_idx(work / "mnist" / "train-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    labels.write_bytes(labels.read_bytes()[:-2])
+    text = (work / "digits_mlp.nn").read_text().replace(
+        "data      = digits", 'data = "mnist/train-images-idx3-ubyte"')
+    (work / "m.nn").write_text(text)
+    r = cli("run", "m.nn", "--epochs", "1", "--device", "cpu", cwd=work)
+    lines = user_fault(r, "m.nn:14:10: error: data file 'mnist/train-images-idx3-ubyte' "
+                          "(mnist/train-labels-idx1-ubyte): truncated idx file: 10 bytes, "
+                          "header [4] needs 12")
+    assert lines[-1] == "hint: download the file again"
+
+
 def test_data_that_does_not_fit_the_input(work):
     text = (work / "xor.nn").read_text().replace("data      = xor", "data = digits")
     (work / "wrong.nn").write_text(text)

@@ -595,23 +595,23 @@ def _nested(levels: int) -> str:
 
 def test_an_expression_nested_200_deep_compiles_and_matches_numpy():
     from nncompile.frontend.parse import MAX_NESTING
-    m = nncompile.compile_source(_nested(MAX_NESTING), device="cpu")
+    m = nncompile.compile_source(_nested(MAX_NESTING + 1), device="cpu")   # x, w at 201
     x = np.float32([[0.5, -2.0]])
     want = x * 0.5
-    for _ in range(MAX_NESTING - 2):
+    for _ in range(MAX_NESTING - 1):
         want = np.tanh(want)
     np.testing.assert_allclose(m.predict(x), want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("text, col", [
-    ("tanh(" * 199 + "x * w" + ")" * 199, 1 + 199 * 5),     # x, below 199 tanh and the *
-    (" + ".join(["x"] * 202), 1),                            # the innermost (first) +
+    ("tanh(" * 200 + "x * w" + ")" * 200, 1 + 200 * 5),     # the * below 200 tanh
+    (" + ".join(["x"] * 202), 1),                            # the innermost (201st) +
     ("-" * 201 + "x", 201),                                  # the 201st minus
 ], ids=["calls", "sum", "minus"])
 def test_an_expression_nested_deeper_than_200_is_an_error_not_a_crash(text, col):
     """Deeper expressions are refused as CPython refuses more than 200 nested
-    brackets: a compile error at the first node below level 200, whatever the
-    caller's own stack depth."""
+    brackets: a compile error at the first operation or call below level 200
+    (names and numbers do not count)."""
     err = _error(DEEP_HEAD + "output y = " + text + "\nloss mse(y, t)\n")
     assert _first(err) == (
         f"m.nn:4:{col + 11}: error: this expression nests more than 200 operations and "

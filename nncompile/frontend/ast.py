@@ -69,14 +69,16 @@ def subexpressions(e) -> list:
 
 
 def too_deep(e, limit: int):
-    """The first node that lies more than limit levels inside e (e itself is
-    level 1), or None. Iterative, so it is safe on any depth."""
+    """The first operation or call that lies more than limit levels inside e
+    (e itself is level 1; names and numbers do not count), or None.
+    Iterative, so it is safe on any depth."""
     stack = [(e, 1)]
     while stack:
         x, level = stack.pop()
-        if level > limit:
+        inner = subexpressions(x)
+        if level > limit and (inner or isinstance(x, Call)):
             return x
-        stack.extend((c, level + 1) for c in reversed(subexpressions(x)))
+        stack.extend((c, level + 1) for c in reversed(inner))
     return None
 
 
