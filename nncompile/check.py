@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .diagnostics import DataError, plural, size_text
+from .frontend.parse import parse
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
 from .ops.registry import REGISTRY, flops
@@ -52,9 +53,13 @@ def summary(model) -> str:
     for role, nodes in (("input", g.inputs), ("target", g.targets)):
         for k, n in nodes.items():
             rows.append((k, fmt_shape(n.shape), f"{role}, line {n.span.line}"))
+    # the line that names each value (`output p = h` names p on its own line)
+    named = {s.name: s.span.line for s in parse(model.source, model.file).statements
+             if s.name}
     for k, n in g.values.items():
         what = "output" if k in g.outputs else "value"
-        rows.append((k, fmt_shape(n.shape), f"{what}, line {n.span.line}" if n.span else what))
+        line = named.get(k, n.span.line if n.span else None)
+        rows.append((k, fmt_shape(n.shape), f"{what}, line {line}" if line else what))
     if g.loss is not None:
         rows.append(("loss", fmt_shape(g.loss.shape),
                      f"loss, line {g.loss.span.line}" if g.loss.span else "loss"))

@@ -469,16 +469,19 @@ def output_format(path: str, several: bool) -> str:
     return ext
 
 
-def write_output(path: str, outputs) -> None:
+def write_output(path: str, outputs: dict) -> None:
+    """The outputs (name -> array) into path: an .npz holds each under its
+    name; an .npy or a .csv holds the one output of a model with one."""
     from .api import write_atomic
-    ext = output_format(path, isinstance(outputs, dict))
+    ext = output_format(path, len(outputs) > 1)
+    if ext == ".npz":
+        write_atomic(path, lambda f: np.savez(f, **outputs))
+        return
+    (only,) = outputs.values()
     if ext == ".npy":
-        write_atomic(path, lambda f: np.save(f, outputs))
-    elif ext == ".npz":
-        d = outputs if isinstance(outputs, dict) else {"y": outputs}
-        write_atomic(path, lambda f: np.savez(f, **d))
+        write_atomic(path, lambda f: np.save(f, only))
     else:
-        flat = outputs.reshape(len(outputs), -1)
+        flat = only.reshape(len(only), -1)
         text = "\n".join(",".join(f"{v:.8g}" for v in row) for row in flat) + "\n"
         write_atomic(path, lambda f: f.write(text.encode()))
 
@@ -498,11 +501,12 @@ def cmd_predict(args) -> int:
         out = model.predict(x)
     except DataError as e:
         raise DataError(str(e).split("error: ", 1)[-1], file=args.input) from None
+    named = out if isinstance(out, dict) else {next(iter(model.outputs)): out}
     if args.output:
-        write_output(args.output, out)
+        write_output(args.output, named)
         print(f"wrote {args.output}")
         return 0
-    items = out.items() if isinstance(out, dict) else [(next(iter(model.outputs)), out)]
+    items = named.items()
     with np.printoptions(precision=6, suppress=True, linewidth=120, threshold=sys.maxsize):
         for name, arr in items:
             print(f"# {name}: {arr.shape[0]} rows of {list(arr.shape[1:])}")

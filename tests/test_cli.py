@@ -228,6 +228,18 @@ def test_check_prints_the_summary_and_ok(work):
     assert not any(ln.startswith("note:") for ln in lines)
 
 
+def test_check_gives_the_line_that_names_each_value(work):
+    """`output p = h` names p on line 4, though p is h's value from line 3."""
+    (work / "outp.nn").write_text("input x[2]\n\nh = relu(x)\noutput p = h\n"
+                                  "output q = relu(h)\n")
+    r = cli("check", "outp.nn", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[4:8] == ["x      [N, 2]  input, line 1",
+                                          "h      [N, 2]  value, line 3",
+                                          "p      [N, 2]  output, line 4",
+                                          "q      [N, 2]  output, line 5"]
+
+
 def _deep(work, init="", clip=""):
     """deep_sigmoid.nn with relu layers: with init = normal(0, 0.5) its first
     sgd step is several times the size of the last layer's weights."""
@@ -437,6 +449,13 @@ def test_predict_writes_npy_and_csv(trained):
     got = np.load(work / "out.npy", allow_pickle=False)
     assert got.shape == (4, 1) and got.dtype == np.float32
     np.testing.assert_array_equal(got, expect)
+
+    r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
+            "--output", "out.npz", cwd=work)
+    assert r.returncode == 0, r.stderr
+    with np.load(work / "out.npz", allow_pickle=False) as got:
+        assert got.files == ["p"]                  # the output's name in xor.nn
+        np.testing.assert_array_equal(got["p"], expect)
 
     r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "in.npy",
             "--output", "out.csv", cwd=work)
