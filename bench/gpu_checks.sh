@@ -16,7 +16,7 @@
 #        history against the CPU's, lenet.nn's included; digits_mlp's accuracy;
 #        early stopping and grad_rms against the CPU; CUDA graph capture;
 #        GEMMs launched in parts, a 70 000-example conv batch past 65535
-#        blocks in z, split-K with a column sum; batch-size errors).
+#        blocks in z, split-K with a column sum).
 # mlp, lenet: bench_cuda_mlp / bench_cuda_lenet against PyTorch eager and
 #        torch.compile's default mode; mlp-autotune, lenet-autotune: against
 #        mode="max-autotune" (its autotuning takes minutes: a call of its own).
