@@ -338,6 +338,19 @@ def test_a_batch_that_does_not_fit_on_the_gpu_names_the_largest_layer(monkeypatc
                          "or make this layer smaller")
     monkeypatch.setattr(dev, "alloc", alloc)
     m.fit(x=x, y=y, batch=7, epochs=1)
+    # the buffers a failed attempt got (every value's, here, before x's feed
+    # is refused) are freed at once, though its error is still held
+    m.gradients(x[:5], y[:5])
+    live = len(dev.buffers)
+
+    def no_feed(nbytes):
+        if nbytes == 4 * 10 * 3:                  # x's feed at batch 10
+            raise MemoryError
+        return alloc(nbytes)
+    monkeypatch.setattr(dev, "alloc", no_feed)
+    with pytest.raises(nncompile.CompileError, match="does not fit on the GPU") as held:
+        m.gradients(x[:10], y[:10])
+    assert len(dev.buffers) == live and held.value.__context__ is None
 
 
 @needs_gxx

@@ -77,6 +77,23 @@ def test_split_k_with_a_column_sum_on_the_gpu():
     assert not bad, "\n".join(bad)
 
 
+def test_a_batch_the_gpu_cannot_hold_is_an_error_at_a_statement():
+    """20 relu layers of 1000 at 2 million rows: 157 GiB of values, more than
+    an H100 or H200 holds. pycuda's refusal becomes the error at h1's line,
+    and the GPU is usable afterwards."""
+    src = "input x[1]\ntarget y[1]\nh0 = x\n" + "".join(
+        f"h{i + 1} = dense(h{i}, 1000, relu)\n" for i in range(20)) + \
+        "p = dense(h20, 1)\nloss mse(p, y)\n"
+    m = nncompile.compile_source(src, device="cuda", file="big.nn")
+    x = np.zeros((2_000_000, 1), np.float32)
+    with pytest.raises(nncompile.CompileError) as info:
+        m.gradients({"x": x}, {"y": x})
+    assert str(info.value).startswith("big.nn:4:6: error: one batch of 2000000 examples does "
+                                      "not fit on the GPU: its values take 156.6 GiB, ")
+    g = m.gradients({"x": x[:10]}, {"y": x[:10]})
+    assert g["h1.weight"].shape == (1, 1000)
+
+
 @pytest.mark.parametrize("batch", [1, 33, 129])
 @pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
 def test_every_sample_training_step_on_the_gpu(path, batch):

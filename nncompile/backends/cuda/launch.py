@@ -442,8 +442,10 @@ class CudaProgram:
             try:
                 b = self._bound[batch] = _Bound(self, batch)
             except MemoryError:
+                b = None
+            if b is None:    # raised out here, the failed attempt's buffers are freed
                 room = getattr(self.device, "memory", lambda: float("inf"))()
-                raise self.schedule.too_large(batch, "on the GPU", room) from None
+                raise self.schedule.too_large(batch, "on the GPU", room)
         return b
 
     def feeds(self, batch: int) -> dict:

@@ -262,8 +262,11 @@ class NumpyProgram:
                 with np.errstate(over="ignore", under="ignore", invalid="ignore",
                                  divide="ignore"):
                     b = self._bound[batch] = _Bound(self, batch)
-            except MemoryError:    # less is free than the machine has: no estimate
-                raise self.schedule.too_large(batch, "in memory", float("inf")) from None
+            except MemoryError:
+                b = None
+            if b is None:    # raised out here, the failed attempt's arrays are freed;
+                # less was free than the machine has: no estimate of what fits
+                raise self.schedule.too_large(batch, "in memory", float("inf"))
         return b
 
     def feeds(self, batch: int) -> dict:
