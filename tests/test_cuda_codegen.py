@@ -517,6 +517,26 @@ def test_params_that_do_not_fit_on_the_gpu_point_at_the_largest_layer(monkeypatc
         "hint: make this layer smaller"]
 
 
+def test_accumulated_gradients_that_do_not_fit_on_the_gpu_are_the_same_error(monkeypatch):
+    """With accumulate = 2 the sums of the gradients (grad/PARAM) live on the
+    GPU too; refused, they are the params and optimizer state error."""
+    from nncompile.backends.cuda.launch import CudaStorage
+    m, x, y = _small_on_emulator(cuda_emu.EmuDevice())
+    device_ptr = CudaStorage.device_ptr
+
+    def no_sums(self, name):
+        if name.startswith("grad/") and name not in self._dev:
+            raise MemoryError
+        return device_ptr(self, name)
+    monkeypatch.setattr(CudaStorage, "device_ptr", no_sums)
+    with pytest.raises(nncompile.CompileError) as info:
+        m.fit(x=x, y=y, batch=5, accumulate=2, epochs=1)
+    # 242 params and 242 gradient sums: 1936 bytes
+    assert str(info.value).splitlines()[0] == (
+        "m.nn:3:5: error: the model's params and optimizer state do not fit on the GPU: "
+        "they take 1.9 KiB, 480 bytes of it for h.weight [3, 40]")
+
+
 def test_explicit_cuda_without_a_gpu_is_a_clear_error(sample):
     from nncompile.backends.device import DeviceError, cuda_status
     if cuda_status()[0]:

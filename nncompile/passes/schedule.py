@@ -77,7 +77,7 @@ def params_too_large(graph: Graph, where: str) -> CompileError:
     """The error for params (and optimizer state, where the graph has it)
     that do not fit `where`, at the statement of the largest param."""
     sizes = {name: 4 * math.prod(p.shape) for name, p in graph.params.items()}
-    state = sum(4 * math.prod(s.shape) for s in graph.state.values())
+    state = sum(4 * math.prod(n.shape) for n in graph.nodes if n.op == "state")
     name = max(sizes, key=sizes.get)
     p = graph.params[name]
     what = "params and optimizer state" if state else "params"

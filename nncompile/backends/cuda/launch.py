@@ -643,6 +643,7 @@ def _accumulated_epoch(rt, model, grads_prog, update, train, perm, sizes, accumu
     d = rt.device
     g = grads_prog.schedule.graph
     params = list(model.graph.params)
+    update.sync_storage()       # grad/PARAM among them: the params error if they do not fit
     acc = {k: model._storage.device_ptr(f"grad/{k}") for k in params}
     size = {k: int(np.prod(model.graph.params[k].shape, dtype=np.int64)) for k in params}
     for group in range(0, len(sizes), accumulate):
