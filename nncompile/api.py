@@ -7,8 +7,9 @@ import tempfile
 
 import numpy as np
 
-from .backends.device import (DeviceError, make_program, make_storage, physical_memory,
-                              resolve_device, store_family)
+from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
+                              store_family)
+from .backends.device import physical_memory as _physical_memory   # tests replace it here
 from .diagnostics import CompileError, DataError, Diagnostic, Span
 from .frontend.ast import dump
 from .frontend.parse import parse
@@ -60,10 +61,6 @@ def compile_source(text: str, device: str = "auto", file: str = "<string>",
         raise TypeError(f"compile_source takes .nn source text, got {type(text).__name__}")
     graph, train = pipeline.front_end(text, file)
     return Model(graph, train, text, file, device, quiet)
-
-
-def _physical_memory() -> float:
-    return physical_memory()
 
 
 def _initial_params(graph, seed: int) -> dict:

@@ -283,24 +283,12 @@ class Lowering:
         self.graph.loss = node
 
     def count_layers(self, e):
-        counts = {}
-
-        def walk(x):
-            if isinstance(x, ast.Call):
-                if x.func in PARAM_LAYERS:
-                    counts[x.func] = counts.get(x.func, 0) + 1
-                for a in x.args:
-                    walk(a)
-                for k in x.kwargs:
-                    walk(k.value)
-            elif isinstance(x, ast.BinOp):
-                walk(x.left)
-                walk(x.right)
-            elif isinstance(x, ast.Neg):
-                walk(x.operand)
-
-        walk(e)
-        self.several_layers = sum(counts.values()) > 1
+        layers, stack = 0, [e]
+        while stack:
+            x = stack.pop()
+            layers += isinstance(x, ast.Call) and x.func in PARAM_LAYERS
+            stack += ast.subexpressions(x)
+        self.several_layers = layers > 1
         self.layer_counts = {}
 
     def layer_prefix(self, kind: str) -> str:
