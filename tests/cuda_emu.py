@@ -1,5 +1,5 @@
 """A CPU stand-in for the GPU: the device object of backends/cuda/launch.py
-with kernels compiled by g++ against cuda_emu.h and run one OS thread per CUDA
+with kernels compiled by g++ against cuda_emu.h and run one fiber per CUDA
 thread. With it the generated kernels and the whole runtime (buffers, plan,
 training loop) are checked against the numpy backend on machines without a
 GPU; test_cuda_gpu.py runs the same checks on a real one.
@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = re.compile(r"(?<!extern )__shared__\s+(__align__\(\d+\)\s+)?(\w+)\s+(\w+)\s*((?:\[[^\]]*\])*)\s*;")
 KERNEL = re.compile(r'extern "C" __global__ void(?: __launch_bounds__\([\d, ]+\))?\s+(\w+)\(([^)]*)\)')
 
 
@@ -42,9 +43,21 @@ def _trampolines(source: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _per_slot(source: str) -> str:
+    """Each `__shared__ T x[dims];` made `static T x_emu[EMU_SLOTS][dims];`
+    plus `auto& x = x_emu[emu_slot];`: a copy per resident block."""
+    out = SHARED.sub(lambda m: f"static {m[1] or ''}{m[2]} {m[3]}_emu[EMU_SLOTS]{m[4]}; "
+                               f"auto& {m[3]} = {m[3]}_emu[emu_slot];", source)
+    if "__shared__" in out:
+        raise ValueError("a __shared__ declaration the emulator cannot give one copy per "
+                         "block: " + out[out.index("__shared__"):][:120])
+    return out
+
+
 def build(source: str) -> ctypes.CDLL:
     with open(os.path.join(HERE, "cuda_emu.h")) as f:
         header = f.read()
+    source = _per_slot(source)
     text = header + "\n" + source + "\n" + _trampolines(source)
     key = hashlib.sha256(text.encode()).hexdigest()[:24]
     cache = os.path.join(tempfile.gettempdir(), "nncompile-cuda-emu")
@@ -97,9 +110,20 @@ class EmuDevice:
     name = "CPU emulation (cuda_emu.h)"
     arch = "emu"
 
-    def __init__(self, sms: int = 4, graphs: bool = True):
+    ORDERS = ("index", "reverse", "shuffle")
+
+    def __init__(self, sms: int = 4, graphs: bool = True, order: str = "index", seed: int = 0,
+                 resident: int = 1):
+        """sms: the multiprocessors the code generator plans for (split-K);
+        resident: how many blocks the emulator runs at once, interleaved;
+        order: how blocks start and the threads of the resident blocks take
+        turns between barriers (cuda_emu.h emu_set_order): by index, reversed,
+        or shuffled afresh from seed at every launch and every round."""
         self.sms = sms
         self.graphs = graphs
+        self.order = self.ORDERS.index(order)
+        self.seed = seed
+        self.resident = resident
         self.captured = 0
         self.launches = 0
         self.buffers = weakref.WeakSet()
@@ -110,6 +134,7 @@ class EmuDevice:
     def function(self, module, name: str):
         lib = module.lib
         lib.emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_uint] * 6
+        lib.emu_set_order.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_int]
         tramp = getattr(lib, f"emu_{name}")
         return lib, ctypes.cast(tramp, ctypes.c_void_p).value
 
@@ -153,6 +178,7 @@ class EmuDevice:
 
         def call():
             self.launches += 1
+            lib.emu_set_order(self.order, self.seed + self.launches, self.resident)
             lib.emu_launch(tramp, argv, *grid, *block)
             self.check_guards(f"a launch of grid {grid}, block {block}")
         call.keep = (values, argv)
