@@ -29,6 +29,7 @@
 #include <ucontext.h>
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,7 +38,29 @@
 #include <vector>
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
-struct alignas(16) float4 { float x, y, z, w; };
+// A float4 read or written at an address that is not a multiple of 16 is a
+// fault on the GPU (misaligned address): here it is noted, and emu_launch
+// returns 1 with emu_fault() saying where.
+static char emu_fault_text[160];
+static void emu_aligned(const void* p, const char* what) {
+  if ((uintptr_t)p % 16 != 0 && !emu_fault_text[0])
+    std::snprintf(emu_fault_text, sizeof emu_fault_text,
+                  "misaligned address: a float4 %s at %p", what, p);
+}
+extern "C" const char* emu_fault() { return emu_fault_text; }
+
+struct alignas(16) float4 {
+  float x, y, z, w;
+  float4() = default;
+  float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
+  float4(const float4& o) : x(o.x), y(o.y), z(o.z), w(o.w) { emu_aligned(&o, "read"); }
+  float4& operator=(const float4& o) {
+    emu_aligned(&o, "read");
+    emu_aligned(this, "written");
+    x = o.x; y = o.y; z = o.z; w = o.w;
+    return *this;
+  }
+};
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 #define EMU_SLOTS 8
@@ -190,6 +213,7 @@ extern "C" int emu_launch(emu_trampoline fn, void** args, unsigned gx, unsigned 
   blockDim = {bx, by, bz};
   emu_fn = fn;
   emu_args = args;
+  emu_fault_text[0] = 0;
   const int threads = (int)(bx * by * bz);
   std::vector<unsigned> order(gx * gy * gz);
   for (unsigned i = 0; i < order.size(); ++i) order[i] = i;
@@ -247,5 +271,5 @@ extern "C" int emu_launch(emu_trampoline fn, void** args, unsigned gx, unsigned 
       std::fprintf(stderr, "cuda_emu: deadlock (a __syncthreads not every thread reaches)\n");
       std::abort();
     }
-  return 0;
+  return emu_fault_text[0] ? 1 : 0;
 }

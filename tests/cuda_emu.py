@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import weakref
+from functools import partial
 
 import numpy as np
 
@@ -105,7 +106,15 @@ class _Module:
 
 
 class EmuDevice:
-    """The device interface of launch.PycudaDevice, on the CPU."""
+    """The device interface of launch.PycudaDevice, on the CPU.
+
+    Like a GPU's stream, it runs the work it is given (uploads, copies,
+    launches) later, in order: here all of it waits until the host
+    synchronizes or downloads, as if the GPU were far behind. An upload from
+    page-locked memory (pinned()) reads the host array only then, as a DMA
+    does; one from other memory is copied at once, as CUDA stages it. So host
+    code that refills a page-locked buffer before the GPU has read it, or
+    reads a result before synchronizing, gets the wrong numbers here."""
 
     name = "CPU emulation (cuda_emu.h)"
     arch = "emu"
@@ -127,6 +136,8 @@ class EmuDevice:
         self.captured = 0
         self.launches = 0
         self.buffers = weakref.WeakSet()
+        self.queue = []           # the stream: work not yet done
+        self._pinned = []         # (start, end, array) of each page-locked host array
 
     def module(self, source: str):
         return _Module(build(source))
@@ -135,6 +146,7 @@ class EmuDevice:
         lib = module.lib
         lib.emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_uint] * 6
         lib.emu_set_order.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_int]
+        lib.emu_fault.restype = ctypes.c_char_p
         tramp = getattr(lib, f"emu_{name}")
         return lib, ctypes.cast(tramp, ctypes.c_void_p).value
 
@@ -150,19 +162,27 @@ class EmuDevice:
                                  f"{[b.nbytes for b in broken]})")
 
     def pinned(self, shape, dtype=np.float32):
-        return np.zeros(shape, dtype)
+        host = np.zeros(shape, dtype)
+        self._pinned.append((host.ctypes.data, host.ctypes.data + host.nbytes, host))
+        return host
+
+    def _page_locked(self, host: np.ndarray) -> bool:
+        a = host.ctypes.data
+        return any(start <= a < end for start, end, _ in self._pinned)
 
     def upload(self, ptr, host):
-        ctypes.memmove(int(ptr), host.ctypes.data, host.nbytes)
+        src = host if self._page_locked(host) else host.copy()
+        self.queue.append(lambda: ctypes.memmove(int(ptr), src.ctypes.data, src.nbytes))
 
     def download(self, host, ptr):
+        self.synchronize()
         ctypes.memmove(host.ctypes.data, int(ptr), host.nbytes)
 
     def copy(self, dst, src, nbytes):
-        ctypes.memmove(int(dst), int(src), int(nbytes))
+        self.queue.append(lambda: ctypes.memmove(int(dst), int(src), int(nbytes)))
 
     def zero(self, ptr, nbytes):
-        ctypes.memset(int(ptr), 0, int(nbytes))
+        self.queue.append(lambda: ctypes.memset(int(ptr), 0, int(nbytes)))
 
     def prepare(self, fn, grid, block, args):
         lib, tramp = fn
@@ -176,16 +196,25 @@ class EmuDevice:
         if max(grid[1:]) > codegen.MAX_GRID_YZ or grid[0] > 2 ** 31 - 1:
             raise RuntimeError(f"invalid configuration argument: grid {grid}")
 
+        def run(seed):
+            lib.emu_set_order(self.order, seed, self.resident)
+            if lib.emu_launch(tramp, argv, *grid, *block) != 0:
+                raise RuntimeError(f"{lib.emu_fault().decode()} in a launch of grid {grid}, "
+                                   f"block {block}")
+            self.check_guards(f"a launch of grid {grid}, block {block}")
+
         def call():
             self.launches += 1
-            lib.emu_set_order(self.order, self.seed + self.launches, self.resident)
-            lib.emu_launch(tramp, argv, *grid, *block)
-            self.check_guards(f"a launch of grid {grid}, block {block}")
+            self.queue.append(partial(run, self.seed + self.launches))
         call.keep = (values, argv)
         return call
 
     def synchronize(self):
-        pass
+        """Do the work queued so far, in order (a fault raised here, as CUDA
+        reports a kernel's fault at the next synchronization)."""
+        queue, self.queue = self.queue, []
+        for work in queue:
+            work()
 
     def capture(self, calls):
         """A "graph": the calls replayed as recorded (their arguments fixed)."""

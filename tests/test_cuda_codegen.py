@@ -320,6 +320,52 @@ def test_gpu_training_loop_matches_the_cpu_loop_on_the_emulator(sample, name, ep
     np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-6)
 
 
+DROPOUT = """input x[5]
+target y[3]
+h = dense(x, 24, relu)
+d = dropout(h, 0.5)
+logits = dense(d, 3)
+output p = softmax(logits)
+loss cross_entropy(logits, y)
+train {
+  data = "unused.csv"
+  optimizer = sgd(lr = 0.1, momentum = 0.9)
+  batch = 8
+  seed = 4
+}
+"""
+
+
+@needs_gxx
+def test_dropout_training_on_the_emulator_matches_the_cpu():
+    """A fresh mask every step, drawn on the host into a page-locked buffer
+    and uploaded: the emulator reads that buffer only when the step runs, so
+    a mask drawn over it before the last step has read it shows here."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(45, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 45)]
+    cpu = nncompile.compile_source(DROPOUT, device="cpu")
+    gpu = _emulated(nncompile.compile_source(DROPOUT, device="cpu"), cuda_emu.EmuDevice())
+    _same_history(cpu.fit(x=x, y=y, epochs=3), gpu.fit(x=x, y=y, epochs=3))
+    for k, v in cpu.params.items():
+        np.testing.assert_allclose(gpu.params[k], v, rtol=1e-5, atol=1e-6)
+
+
+@needs_gxx
+def test_loss_and_prediction_in_chunks_on_the_emulator_match_the_cpu():
+    """2500 rows are three chunks (1024, 1024, 452) through the same
+    page-locked feed buffers, which the emulator reads only when the GPU's
+    queue runs: a chunk written over the last before its upload was done
+    would show here."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2500, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 2500)]
+    cpu = nncompile.compile_source(DROPOUT, device="cpu")
+    gpu = _emulated(nncompile.compile_source(DROPOUT, device="cpu"), cuda_emu.EmuDevice())
+    np.testing.assert_allclose(gpu.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-6)
+    assert gpu.loss(x, y) == pytest.approx(cpu.loss(x, y), rel=1e-5)
+
+
 SMALL = "input x[3]\ntarget y[2]\nh = dense(x, 40, relu)\np = dense(h, 2)\nloss mse(p, y)\n"
 
 

@@ -127,3 +127,50 @@ def test_each_resident_block_gets_its_own_shared_memory():
         "  static float part_emu[EMU_SLOTS][{{ k }}][4]; auto& part = part_emu[emu_slot];")
     with pytest.raises(ValueError, match="__shared__"):
         cuda_emu._per_slot("extern __shared__ float dynamic[];")
+
+
+VEC = """extern "C" __global__ void __launch_bounds__(32) copy4(const float* x, float* y) {
+  const int t = threadIdx.x;
+  *reinterpret_cast<float4*>(y + 4 * t) = *reinterpret_cast<const float4*>(x + 4 * t + OFFSET);
+}
+"""
+
+
+@pytest.mark.parametrize("offset", [0, 4, 1, 2])
+def test_a_float4_at_an_address_not_a_multiple_of_16_is_a_fault(offset):
+    """As on the GPU (CUDA_ERROR_MISALIGNED_ADDRESS): buffers start 256-byte
+    aligned, so x + 4t + offset is aligned only when offset is a multiple of 4."""
+    x = np.arange(132, dtype=np.float32)
+    src = VEC.replace("OFFSET", str(offset))
+    if offset % 4:
+        with pytest.raises(RuntimeError, match="misaligned address: a float4 read"):
+            _run(src, "copy4", ("index", 1), {"x": x, "y": np.zeros(128, np.float32)},
+                 (1, 1, 1), (32, 1, 1), 0)
+        return
+    y = _run(src, "copy4", ("index", 1), {"x": x, "y": np.zeros(128, np.float32)},
+             (1, 1, 1), (32, 1, 1), 0)["y"]
+    np.testing.assert_array_equal(y, x[offset:offset + 128])
+
+
+def test_an_upload_from_page_locked_memory_reads_it_when_the_queue_runs():
+    """As a DMA from page-locked memory: the GPU reads the host buffer when
+    the copy's turn comes, so the host may not refill it before it
+    synchronizes; other memory is staged at once and may be reused."""
+    dev = cuda_emu.EmuDevice()
+    buf, out = dev.alloc(16), np.zeros(4, np.float32)
+    pinned = dev.pinned(4)
+    pinned[:] = 1
+    dev.upload(buf, pinned)
+    pinned[:] = 2                      # too soon: the upload has not run
+    dev.download(out, buf)
+    assert out.tolist() == [2, 2, 2, 2]
+    pageable = np.ones(4, np.float32)
+    dev.upload(buf, pageable)
+    pageable[:] = 3
+    dev.download(out, buf)
+    assert out.tolist() == [1, 1, 1, 1]
+    dev.upload(buf, pinned)
+    dev.synchronize()
+    pinned[:] = 4                      # after synchronizing: safe
+    dev.download(out, buf)
+    assert out.tolist() == [2, 2, 2, 2]
