@@ -84,6 +84,50 @@ def test_the_training_loop_kernels_compile():
                    ("nn_gather_rows", "nn_step_end", "nn_metrics", "nn_axpy"))
 
 
+def _resources(source: str, arch: str, tmp_path) -> dict:
+    """kernel -> (registers, bytes of shared memory, bytes spilled), as
+    ptxas reports them when it makes the cubin the GPU loads."""
+    import re
+    import subprocess
+    src = tmp_path / f"k_{arch}.cu"
+    src.write_text(source)
+    cmd = [nvcc.find_nvcc(), *nvcc.FLAGS, f"-arch={arch}", "-cubin", "-Xptxas", "-v",
+           str(src), "-o", str(tmp_path / f"k_{arch}.cubin")]
+    if nvcc.host_compiler():
+        cmd[1:1] = ["-ccbin", nvcc.host_compiler()]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out, name = {}, None
+    for line in run.stderr.splitlines():
+        if m := re.search(r"Compiling entry function '(\w+)'", line):
+            name = m[1]
+            out[name] = [0, 0, 0]
+        elif m := re.search(r"(\d+) bytes spill stores", line):
+            out[name][2] = int(m[1])
+        elif m := re.search(r"Used (\d+) registers", line):
+            out[name][0] = int(m[1])
+            smem = re.search(r"(\d+) bytes smem", line)
+            out[name][1] = int(smem[1]) if smem else 0
+    return out
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_kernel_fits_a_multiprocessor_without_spilling(arch, tmp_path):
+    """ptxas, which only runs on the way to a cubin (the GPU's path, not
+    the PTX tests'), gives each kernel of every op and of the training loop
+    what it needs: two 256-thread GEMM blocks per multiprocessor (65536
+    registers), at most 48 KiB of static shared memory a block, and no more
+    than a few bytes spilled to local memory."""
+    _, sched = cases.ops_programs(True)
+    res = _resources(generate(sched) + codegen.runtime_source(), arch, tmp_path)
+    assert any("gemm_t128" in k for k in res) and "nn_gather_rows" in res
+    for k, (regs, smem, spill) in res.items():
+        assert regs * 256 * (2 if "gemm" in k else 1) <= 65536, (k, regs)
+        assert smem <= 48 * 1024, (k, smem)
+        assert spill <= 16, (k, spill)
+
+
 @needs_nvcc
 def test_a_second_compile_comes_from_the_disk_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CACHE", str(tmp_path))
