@@ -116,6 +116,20 @@ def check_ratios(summary, results):
     assert summary["vs_best_compile"] == (ours / max(compiled) if compiled else None)
 
 
+def check_against_torch(rec, n, epochs) -> dict:
+    """Every contender's figures; torch eager's first-epoch loss nncompile's,
+    and the summary's ratios and agreement computed from them. Returns the
+    summary."""
+    res = rec["results"]
+    for r in res.values():
+        check_run(r, n, epochs)
+    assert res["torch_eager"]["first_epoch_loss"] == pytest.approx(
+        res["nncompile"]["first_epoch_loss"], rel=1e-5)
+    check_ratios(rec["summary"], res)
+    assert rec["summary"]["first_epoch_losses_agree"] is True
+    return rec["summary"]
+
+
 def cpu_first_loss(source, x, y):
     """The first-epoch loss of the numpy backend, from the same seed."""
     m = nncompile.compile_source(source, device="cpu", file="cpu.nn")
@@ -161,13 +175,7 @@ def test_mlp_against_torch_eager_on_the_cpu(gpu, small_mlp, tmp_path, monkeypatc
     assert rec["torch"] == torch.__version__
     res = rec["results"]
     assert list(res) == ["nncompile", "torch_eager", "torch_default"]
-    for r in res.values():
-        check_run(r, 40, 2)
-    assert res["torch_eager"]["first_epoch_loss"] == pytest.approx(
-        res["nncompile"]["first_epoch_loss"], rel=1e-5)
-    summary = rec["summary"]
-    check_ratios(summary, res)
-    assert summary["first_epoch_losses_agree"] is True
+    summary = check_against_torch(rec, 40, 2)
     assert summary["targets_met"] == {"3x_eager": summary["vs_eager"] >= 3,
                                       "1.3x_best_compile": summary["vs_best_compile"] >= 1.3}
     assert load(tmp_path / "cuda_mlp.partial.json") == {"gpu": gpu.name, "results": res}
@@ -277,16 +285,10 @@ def test_lenet_against_torch_eager_on_the_cpu(gpu, small_lenet, tmp_path, monkey
                        "--torch-device", "cpu", "--skip-compile", "--out", str(out)]) == 0
     rec = load(out)
     assert rec["torch"] == torch.__version__ and rec["torch_device"] == "cpu"
-    res = rec["results"]
-    for r in res.values():
-        check_run(r, 24, 2)
-    assert res["torch_eager"]["first_epoch_loss"] == pytest.approx(
-        res["nncompile"]["first_epoch_loss"], rel=1e-5)
-    summary = rec["summary"]
-    check_ratios(summary, res)
-    assert summary["first_epoch_losses_agree"] is True
+    summary = check_against_torch(rec, 24, 2)
     assert summary["target_2x_eager_met"] == (summary["vs_eager"] >= 2)
-    assert load(tmp_path / "cuda_lenet.partial.json") == {"device": gpu.name, "results": res}
+    assert load(tmp_path / "cuda_lenet.partial.json") == {"device": gpu.name,
+                                                          "results": rec["results"]}
 
 
 # the GEMMs -------------------------------------------------------------------------
