@@ -5,6 +5,8 @@ compute what the float64 reference and the numpy backend compute. The same
 numerical checks run on a real GPU in test_cuda_gpu.py."""
 import glob
 import os
+import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -87,8 +89,6 @@ def test_the_training_loop_kernels_compile():
 def _resources(source: str, arch: str, tmp_path) -> dict:
     """kernel -> (registers, bytes of shared memory, bytes spilled), as
     ptxas reports them when it makes the cubin the GPU loads."""
-    import re
-    import subprocess
     src = tmp_path / f"k_{arch}.cu"
     src.write_text(source)
     cmd = [nvcc.find_nvcc(), *nvcc.FLAGS, f"-arch={arch}", "-cubin", "-Xptxas", "-v",
@@ -399,8 +399,9 @@ def test_dropout_training_on_the_emulator_matches_the_cpu():
 def test_loss_and_prediction_in_chunks_on_the_emulator_match_the_cpu():
     """2500 rows are three chunks (1024, 1024, 452) through the same
     page-locked feed buffers, which the emulator reads only when the GPU's
-    queue runs: a chunk written over the last before its upload was done
-    would show here."""
+    queue runs. Each chunk's result is read (a synchronization) before the
+    next chunk is written, so feeds()' own synchronize is not what this
+    checks: it checks the chunks, the last one short, against the CPU."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2500, 5)).astype(np.float32)
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 2500)]
