@@ -167,13 +167,7 @@ def _examples(model, cfg, x, y, trains: bool) -> tuple:
         feeds = model._as_dict(x, "input")
         if y is not None:
             feeds.update(model._as_dict(y, "target"))
-        sizes = {len(v) for v in feeds.values()}
-        if len(sizes) != 1:
-            raise DataError(f"the inputs and targets given hold different numbers of examples: "
-                            f"{sorted(sizes)}", hint="give one row per example in each")
-        n = sizes.pop()
-        if n == 0:
-            raise DataError("there are no examples to trace", hint="give at least one row")
+        n = model._rows(feeds)
         return feeds, f"the {n} example{'s' * (n != 1)} given"
     try:
         xs, ys, what = first_update(model, cfg)
