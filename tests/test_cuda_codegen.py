@@ -20,6 +20,7 @@ from nncompile.passes import pipeline
 
 import cuda_cases as cases
 import cuda_emu
+from test_training import SHARED_GRADIENTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
@@ -272,6 +273,16 @@ def test_every_sample_training_step_on_the_emulator(path, sms, batch):
     bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=sms, **schedule), params, batch=batch)
     assert not bad, "\n".join(bad)
 
+
+
+@needs_gxx
+@pytest.mark.parametrize("name", SHARED_GRADIENTS)
+def test_params_sharing_one_gradient_value_train_alike_on_the_emulator(name):
+    """Two params whose gradients are one node each get their own update."""
+    src = SHARED_GRADIENTS[name] + "train {\n  optimizer = sgd(lr = 0.1, momentum = 0.9)\n}\n"
+    sched, params = cases.step_programs(nncompile.compile_source(src, device="cpu"))
+    bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=4), params, batch=7)
+    assert not bad, "\n".join(bad)
 
 SPLIT_COLSUM = """input x[3]
 target y[3]

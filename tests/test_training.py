@@ -192,6 +192,40 @@ def test_clip_bounds_the_update_by_the_global_norm():
     assert step == pytest.approx(0.01, rel=1e-4)
 
 
+# params whose gradients are one value after common subexpressions merge:
+# two branches on one input, two biases, a @ w + a @ v, two inputs' branches
+SHARED_GRADIENTS = {
+    "two_branches": "input a[3]\ntarget y[2]\nh = dense(a, 2) + dense(a, 2)\n"
+                    "loss mse(tanh(h), y)\n",
+    "two_biases": "input a[3]\ntarget y[2]\nparam w[3, 2] = 0.1\nparam c[2] = 0.5\n"
+                  "param d[2] = -0.5\nloss mse(a @ w + c + d, y)\n",
+    "two_products": "input a[3]\ntarget y[2]\nparam w[3, 2] = 0.1\nparam v[3, 2] = -0.2\n"
+                    "loss mse(a @ w + a @ v, y)\n",
+    "two_inputs": "input a[3]\ninput b[3]\ntarget y[2]\nh = dense(a, 2) + dense(b, 2)\n"
+                  "loss mse(h, y)\n",
+}
+
+
+@pytest.mark.parametrize("opt", ["sgd(lr = 0.1)", "sgd(lr = 0.1, momentum = 0.9)",
+                                 "adam(lr = 0.01)"])
+@pytest.mark.parametrize("name", SHARED_GRADIENTS)
+def test_one_step_moves_every_param_by_its_own_gradient(name, opt):
+    """The first update is p - lr g with sgd and momentum, p - lr g / (|g| + eps)
+    with adam, for every param, also where two params' gradients are one value."""
+    src = SHARED_GRADIENTS[name] + f"train {{\n  optimizer = {opt}\n  shuffle = false\n}}\n"
+    m = nncompile.compile_source(src, device="cpu")
+    rng = np.random.default_rng(3)
+    x = {k: rng.normal(size=(8, 3)).astype(np.float32) for k in m.inputs}
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    before, grads = m.params, m.gradients(x, {"y": y})
+    m.fit(x=x, y={"y": y}, batch=8, epochs=1)
+    for k, g in grads.items():
+        assert np.abs(g).max() > 1e-3, k
+        step = 0.01 * g / (np.abs(g) + 1e-8) if opt.startswith("adam") else 0.1 * g
+        np.testing.assert_allclose(m.params[k], before[k] - step, rtol=1e-5, atol=1e-6,
+                                   err_msg=k)
+
+
 def test_save_and_load_round_trip(tmp_path, sample):
     m = nncompile.compile(sample("xor"), device="cpu")
     m.fit(epochs=30)

@@ -20,7 +20,9 @@ plan() finds the runs. What holds after it:
   - a storage view at the member's own offset in its family;
   - a computed value of the param's shape. plan() places it in a pack: a flat
     buffer with the family's layout, at the member's offset, that nothing else
-    writes. A head's result is placed the same way;
+    writes. A head's result is placed the same way. A value has one place, so
+    no run has two members reading one computed value (two params whose
+    gradients are one node each keep their own update);
 - a run's tail executes once, at the place of its last member in the schedule
   (heads stay where they are). That move changes no value read:
   - every reader of a member's result comes later;
@@ -175,37 +177,30 @@ def _runs(members: list) -> list:
     return [Run(r, max(m.pos for m in r)) for r in runs if len(r) > 1]
 
 
-def _wants(run: Run) -> dict:
-    """What the run places: node (or (member node, "head")) -> (pack key, offset, member)."""
-    want = {}
-    for m in run.members:
-        for k, (kind, payload) in enumerate(m.operands):
-            if kind == "pack":
-                key = (m.node, "head") if payload == "head" else payload
-                want[key] = ((m.base.size, k), m.offset, m)
-    return want
+def _wants(run: Run) -> list:
+    """What the run places: [(node or (member node, "head"), pack key, offset, member)]."""
+    return [((m.node, "head") if payload == "head" else payload, (m.base.size, k), m.offset, m)
+            for m in run.members for k, (kind, payload) in enumerate(m.operands)
+            if kind == "pack"]
 
 
 def _conflict(runs: list):
-    """The first run that wants a value placed where an earlier run placed it
-    elsewhere, or a place an earlier run gave another value; else None."""
+    """The first run that wants a value placed in two places (by two of its
+    members: params whose gradients are one node, say, or by an earlier
+    run), or a place another value has; else None."""
     placed, occupied = {}, {}
     for run in runs:
-        want = _wants(run)
-        for key, (pack_key, offset, _) in want.items():
-            if placed.get(key, (pack_key, offset)) != (pack_key, offset) or \
-                    occupied.get((pack_key, offset), key) != key:
+        for key, pack_key, offset, _ in _wants(run):
+            if placed.setdefault(key, (pack_key, offset)) != (pack_key, offset) or \
+                    occupied.setdefault((pack_key, offset), key) != key:
                 return run
-        for key, (pack_key, offset, _) in want.items():
-            placed[key] = (pack_key, offset)
-            occupied[(pack_key, offset)] = key
     return None
 
 
 def _place(runs: list, plan: Plan) -> None:
     """Give each pack operand its view (the runs have no conflict)."""
     for run in runs:
-        for key, (pack_key, offset, m) in _wants(run).items():
+        for key, pack_key, offset, m in _wants(run):
             pack = plan.packs.setdefault(pack_key, np.zeros(pack_key[0], np.float32))
             view = pack[offset:offset + m.size].reshape(m.shape)
             if isinstance(key, tuple):
