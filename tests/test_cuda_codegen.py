@@ -20,6 +20,7 @@ from nncompile.passes import pipeline
 
 import cuda_cases as cases
 import cuda_emu
+from test_pipeline import MATMULS
 from test_training import SHARED_GRADIENTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -280,6 +281,17 @@ def test_every_sample_training_step_on_the_emulator(path, sms, batch):
 def test_params_sharing_one_gradient_value_train_alike_on_the_emulator(name):
     """Two params whose gradients are one node each get their own update."""
     src = SHARED_GRADIENTS[name] + "train {\n  optimizer = sgd(lr = 0.1, momentum = 0.9)\n}\n"
+    sched, params = cases.step_programs(nncompile.compile_source(src, device="cpu"))
+    bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=4), params, batch=7)
+    assert not bad, "\n".join(bad)
+
+
+@needs_gxx
+@pytest.mark.parametrize("case", MATMULS)
+def test_matmul_of_each_example_on_the_emulator(case):
+    """Every form of '@' (vectors, stacks of matrices, both operands batched)."""
+    decls, expr, _ = MATMULS[case]
+    src = decls + f"output o = {expr}\nloss sum(o * o)\ntrain {{\n  optimizer = sgd(lr = 0.01)\n}}\n"
     sched, params = cases.step_programs(nncompile.compile_source(src, device="cpu"))
     bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=4), params, batch=7)
     assert not bad, "\n".join(bad)

@@ -185,6 +185,20 @@ CASES = [
      "m.nn:3:5: error: '@' cannot multiply [N, 2] by [1, 4]: 2 columns against 1 row "
      "('x' on line 1 @ 'w' on line 2)",
      "the left operand's last size must equal the right operand's second-to-last size"),
+    ("matmul_vector_mismatch", "input x[2]\ninput v[3]\nh = x @ v\n",
+     "m.nn:3:5: error: '@' cannot multiply [N, 2] by [N, 3]: 2 columns against 3 rows "
+     "('x' on line 1 @ 'v' on line 2)",
+     "the left operand's last size must equal the right operand's size"),
+    ("matmul_by_a_number", "input x[2]\nh = x @ 2\n",
+     "m.nn:2:5: error: '@' multiplies vectors and matrices, and 2 is one number ('x' on "
+     "line 1 @ 2)", "scale by a number with '*'"),
+    ("matmul_of_a_number_per_example", "input x[2]\nparam w[1, 2] = ones\nh = sum(x) @ w\n",
+     "m.nn:3:5: error: '@' multiplies vectors and matrices, and a [N] value is one number "
+     "per example (a [N] value @ 'w' on line 2)", "scale by a number with '*'"),
+    ("matmul_leading_axes", "input x[2, 3, 4]\nparam w[5, 4, 2] = ones\nh = x @ w\n",
+     "m.nn:3:5: error: '@' multiplies the last two axes of each example and broadcasts the "
+     "axes before them, and [2] and [5] do not broadcast ('x' on line 1 @ 'w' on line 2)",
+     "those axes need equal sizes, or a size of 1, counted from the right"),
     ("broadcast_mismatch", "input x[2]\nparam b[3] = zeros\nh = x + b\n",
      "m.nn:3:5: error: shapes [N, 2] and [3] do not broadcast ('x' on line 1 + 'b' on "
      "line 2)",

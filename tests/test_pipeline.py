@@ -47,6 +47,59 @@ def test_whole_model_gradients_match_finite_differences(path):
     assert ok, "\n".join(lines)
 
 
+# '@' example by example: (declarations, expression, its value by einsum from
+# the inputs x, m and the params s, t, p, v); every case has params on the path
+MATMULS = {
+    "vector @ matrix per example": (
+        "input x[3]\ninput m[3, 4]\nparam s[3] = uniform(0.5, 1.5)\n"
+        "param t[4] = uniform(0.5, 1.5)\n", "(x * s) @ (m * t)",
+        lambda f, q: np.einsum("nk,nkj->nj", f["x"] * q["s"], f["m"] * q["t"])),
+    "param matrix @ vector": (
+        "input x[3]\nparam p[2, 3] = uniform(-1, 1)\n", "p @ x",
+        lambda f, q: np.einsum("ak,nk->na", q["p"], f["x"])),
+    "matrix @ vector per example": (
+        "input x[3]\ninput m[2, 3]\nparam s[3] = uniform(0.5, 1.5)\n"
+        "param t[3] = uniform(0.5, 1.5)\n", "(m * t) @ (x * s)",
+        lambda f, q: np.einsum("nak,nk->na", f["m"] * q["t"], f["x"] * q["s"])),
+    "vector @ vector: a dot product": (
+        "input x[3]\ninput m[3]\nparam s[3] = uniform(0.5, 1.5)\n", "(x * s) @ m",
+        lambda f, q: np.einsum("nk,nk->n", f["x"] * q["s"], f["m"])),
+    "vector @ stack of matrices": (
+        "input x[3]\nparam p[4, 3, 5] = uniform(-1, 1)\n", "x @ p",
+        lambda f, q: np.einsum("nk,bkj->nbj", f["x"], q["p"])),
+    "matrix @ stack of matrices": (
+        "input x[2, 3]\nparam p[4, 3, 5] = uniform(-1, 1)\n", "x @ p",
+        lambda f, q: np.einsum("nak,bkj->nbaj", f["x"], q["p"])),
+    "matrices per example": (
+        "input x[2, 3]\ninput m[3, 4]\nparam s[3] = uniform(0.5, 1.5)\n", "(x * s) @ m",
+        lambda f, q: np.einsum("nak,nkj->naj", f["x"] * q["s"], f["m"])),
+    "param vector @ param matrix": (
+        "input x[3]\nparam v[3] = uniform(-1, 1)\nparam p[3, 2] = uniform(-1, 1)\n",
+        "(v @ p) * sum(x)",
+        lambda f, q: (q["v"] @ q["p"])[None] * f["x"].sum(1)[:, None]),
+}
+
+
+@pytest.mark.parametrize("case", MATMULS)
+def test_matmul_multiplies_each_example_by_itself(case):
+    """numpy's matmul within one example (a vector is a row on the left, a
+    column on the right); an example's result does not depend on the batch
+    it is in; gradients match finite differences."""
+    decls, expr, ref = MATMULS[case]
+    m = nncompile.compile_source(decls + f"output o = {expr}\nloss sum(o * o)\n",
+                                 device="cpu")
+    rng = np.random.default_rng(5)
+    feeds = {k: rng.normal(size=(6,) + s).astype(np.float32) for k, s in m.inputs.items()}
+    want = ref(feeds, m.params)
+    got = m.predict(feeds)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.predict({k: v[2:3] for k, v in feeds.items()}), want[2:3],
+                               rtol=1e-5, atol=1e-5)
+    lines, worst, ok = gradient_check(m)
+    assert ok, "\n".join(lines)
+
+
 def test_gradient_check_catches_a_derivative_off_by_a_tenth_of_a_percent(sample, monkeypatch):
     """In deep_sigmoid.nn, whose first layers' gradients are about 1e-6 (where
     the check's floor for rounding applies), a sigmoid derivative 0.1% too large

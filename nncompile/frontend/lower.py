@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
 from ..ir.graph import N, Graph, Node, ShapeError, fmt_shape
+from ..ops.registry import broadcast_shapes
 from ..train.config import TrainConfig
 from . import ast
 from .parse import KEYWORDS
@@ -340,13 +341,52 @@ class Lowering:
                 return self.add("square", [x], span=e.span)
             return self.add("pow", [x], {"k": k}, e.span)
         a, b = self.expr(e.left), self.expr(e.right)
-        op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}[e.op]
-        if op != "matmul":
-            a, b = self.per_example(a, b, e.span)
+        if e.op == "@":
+            return self.matmul(a, b, e.span)
+        op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
+        a, b = self.per_example(a, b, e.span)
         try:
             return self.graph.add(op, [a, b], {}, e.span)
         except ShapeError as err:
             self.error(e.span, f"{err.message} ({_origin(a)} {e.op} {_origin(b)})", err.hint)
+
+    def matmul(self, a: Node, b: Node, span) -> Node:
+        """a @ b example by example, as numpy's matmul on one example's values:
+        the last two axes multiply and the axes before them broadcast; a
+        vector is a row on the left and a column on the right, and that axis
+        is not in the result. The batch axis is never multiplied."""
+        where = f"({_origin(a)} @ {_origin(b)})"
+        batched = [n.shape[:1] == (N,) for n in (a, b)]
+        pa, pb = (n.shape[1:] if bat else n.shape for n, bat in zip((a, b), batched))
+        for n, per, bat in ((a, pa, batched[0]), (b, pb, batched[1])):
+            if not per:
+                self.error(span, f"'@' multiplies vectors and matrices, and {_origin(n)} is "
+                           f"one number{' per example' * bat} {where}",
+                           "scale by a number with '*'")
+        rows = pb[-2] if len(pb) > 1 else pb[0]
+        if pa[-1] != rows:
+            self.error(span, f"'@' cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)}: "
+                       f"{pa[-1]} column{'s' * (pa[-1] != 1)} against {rows} "
+                       f"row{'s' * (rows != 1)} {where}",
+                       "the left operand's last size must equal the right operand's "
+                       + ("second-to-last size" if len(pb) > 1 else "size"))
+        try:
+            lead = broadcast_shapes(pa[:-2], pb[:-2])
+        except ShapeError:
+            self.error(span, f"'@' multiplies the last two axes of each example and broadcasts "
+                       f"the axes before them, and {fmt_shape(pa[:-2])} and "
+                       f"{fmt_shape(pb[:-2])} do not broadcast {where}",
+                       "those axes need equal sizes, or a size of 1, counted from the right")
+        per = lead + pa[-2:-1] + pb[-1:] if len(pb) > 1 else lead + pa[-2:-1]
+        if batched[0] and len(pa) == 1 and not batched[1] and len(pb) == 2:
+            return self.add("matmul", [a, b], span=span)     # [N, k] @ [k, m]: as it is
+        if len(pa) == 1:
+            a = self.add("reshape", [a], {"shape": a.shape[:-1] + (1,) + pa[-1:]}, span)
+        if len(pb) == 1:
+            b = self.add("reshape", [b], {"shape": b.shape + (1,)}, span)
+        out = self.add("matmul", list(self.per_example(a, b, span)), span=span)
+        shape = (N,) * any(batched) + per
+        return out if out.shape == shape else self.add("reshape", [out], {"shape": shape}, span)
 
     def per_example(self, a: Node, b: Node, span) -> tuple:
         """a and b ready for numpy broadcasting, example by example: an operand
