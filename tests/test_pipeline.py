@@ -100,6 +100,30 @@ def test_matmul_multiplies_each_example_by_itself(case):
     assert ok, "\n".join(lines)
 
 
+@pytest.mark.parametrize("f", ["sum", "mean", "max"])
+def test_a_reduction_of_one_number_per_example_is_that_number(f):
+    """sum, mean and max over every axis of an [N] value reduce nothing: the
+    loss is the batch mean of s (max once crashed simplify's count rule)."""
+    m = nncompile.compile_source(f"input x[3]\ns = sum(dense(x, 2))\nloss {f}(s)\n",
+                                 device="cpu")
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    w, b = m.params["s.weight"], m.params["s.bias"]
+    assert m.loss(x, {}) == pytest.approx(float(np.mean((x @ w + b).sum(1))), rel=1e-6)
+    lines, worst, ok = gradient_check(m)
+    assert ok, "\n".join(lines)
+
+
+def test_simplify_leaves_a_count_of_a_reduction_over_no_axes():
+    from nncompile.ir.graph import N, Graph
+    from nncompile.passes.simplify import simplify
+    g = Graph("t")
+    x = g.inputs["x"] = g.add("input", [], {"name": "x", "shape": (N,)}, name="x", shape=(N,))
+    top = g.add("max", [x], {"axes": (), "keepdims": False})
+    g.outputs["c"] = g.add("count", [top], {"axes": (0,)})
+    out = simplify(g).outputs["c"]
+    assert out.op == "count" and out.inputs[0].op in ("max", "input")
+
+
 def test_gradient_check_catches_a_derivative_off_by_a_tenth_of_a_percent(sample, monkeypatch):
     """In deep_sigmoid.nn, whose first layers' gradients are about 1e-6 (where
     the check's floor for rounding applies), a sigmoid derivative 0.1% too large

@@ -487,6 +487,8 @@ class Lowering:
         ax = self.kw(e, "axis")
         axis = None if ax is None else self.number(ax, "the axis", integer=True)
         axes = self.example_axes(x, axis, _span(ax) if ax is not None else e.span)
+        if not axes:            # one number per example (or a scalar): nothing to reduce
+            return x
         if e.func == "mean":
             return self.mean(x, axes, e.span)
         return self.add(e.func, [x], {"axes": axes, "keepdims": False}, e.span)

@@ -44,7 +44,7 @@ def _rule(g: Graph, n):
     if n.op == "count" and N not in [ins[0].shape[a] for a in n.attrs["axes"]]:
         return g.const(float(np.prod([ins[0].shape[a] for a in n.attrs["axes"]])), n.span)
     if n.op == "count" and ins[0].op in ("sum", "max") and not ins[0].attrs["keepdims"] \
-            and min(ins[0].attrs["axes"]) > max(n.attrs["axes"]):
+            and ins[0].attrs["axes"] and min(ins[0].attrs["axes"]) > max(n.attrs["axes"]):
         # the axes counted come before every reduced axis, so they are the same axes
         return g.add("count", [ins[0].inputs[0]], n.attrs, n.span)
     if n.op == "count" and REGISTRY[ins[0].op].kind == "elementwise":
