@@ -113,6 +113,16 @@ def test_a_reduction_of_one_number_per_example_is_that_number(f):
     assert ok, "\n".join(lines)
 
 
+def test_the_gradient_of_a_zeroth_power_is_zero_at_zero():
+    """w ^ 0 is 1 everywhere, 0 ^ 0 included: its gradient is 0, not 0 * inf."""
+    m = nncompile.compile_source("input x[2]\ntarget y[2]\nparam w[2] = 0\nparam v[2] = 1\n"
+                                 "loss mse(x * w ^ 0 + v, y)\n", device="cpu")
+    x, y = np.ones((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    g = m.gradients(x, y)
+    np.testing.assert_array_equal(g["w"], [0, 0])
+    np.testing.assert_allclose(g["v"], [2, 2])      # d/dv mean((1 + v) ^ 2) at v = 1
+
+
 def test_simplify_leaves_a_count_of_a_reduction_over_no_axes():
     from nncompile.ir.graph import N, Graph
     from nncompile.passes.simplify import simplify

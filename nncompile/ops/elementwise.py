@@ -141,6 +141,8 @@ _unary("leaky_relu", _leaky, _leaky_vjp, "({a} > 0.f ? {a} : {slope}f * {a})", _
 
 def _pow_vjp(b, n, g):
     k = n.attrs["k"]
+    if k == 0:          # x ^ 0 is 1 everywhere (0 ^ 0 too): no gradient, not 0 * inf
+        return [None]
     if k == 1:
         return [g]
     x = n.inputs[0]
