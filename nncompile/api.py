@@ -17,6 +17,7 @@ from .ir.graph import N, fmt_shape
 from .ops.init import initial_value
 from .passes import pipeline
 from .passes.schedule import params_too_large
+from .train.metrics import rows_per_call
 
 CHUNK = 1024        # rows per call when predicting or evaluating many examples
 
@@ -293,9 +294,10 @@ class Model:
     def _run_chunks(self, key, feeds: dict, collect):
         n = self._rows(feeds)
         prog = self._program(key)
+        chunk = rows_per_call(self.graph, n, CHUNK) if key == "loss" else CHUNK
         out = []
-        for start in range(0, n, CHUNK):
-            part = {k: v[start:start + CHUNK] for k, v in feeds.items()}
+        for start in range(0, n, chunk):
+            part = {k: v[start:start + chunk] for k, v in feeds.items()}
             roots = prog(part)
             out.append((len(next(iter(part.values()))), collect(prog, roots)))
         return out

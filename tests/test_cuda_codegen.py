@@ -418,6 +418,19 @@ def test_dropout_training_on_the_emulator_matches_the_cpu():
         np.testing.assert_allclose(gpu.params[k], v, rtol=1e-5, atol=1e-6)
 
 
+
+@needs_gxx
+def test_a_held_out_loss_that_is_no_mean_of_chunks_on_the_emulator():
+    """sqrt(mse) over 1100 held-out rows is taken in one call, as on the CPU."""
+    from test_training import ROOT_MSE
+    src = ROOT_MSE.replace("LOSS", "sqrt(mse(p, y))")
+    x = np.zeros((1100, 2), np.float32)
+    y = np.zeros((1100, 1), np.float32)
+    y[1024:] = 10
+    gpu = _emulated(nncompile.compile_source(src, device="cpu"), cuda_emu.EmuDevice(sms=4))
+    h = gpu.fit(x=x[1020:1030], y=y[1020:1030], x_test=x, y_test=y, epochs=1, lr=1e-30)
+    assert h[0]["test_loss"] == pytest.approx(np.sqrt(76 * 100 / 1100), rel=1e-6)
+
 @needs_gxx
 def test_loss_and_prediction_in_chunks_on_the_emulator_match_the_cpu():
     """2500 rows are three chunks (1024, 1024, 452) through the same

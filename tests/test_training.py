@@ -226,6 +226,38 @@ def test_one_step_moves_every_param_by_its_own_gradient(name, opt):
                                    err_msg=k)
 
 
+ROOT_MSE = """input x[2]
+target y[1]
+param w[2, 1] = 1
+p = x @ w
+loss LOSS
+train {
+  optimizer = sgd(lr = 0.01)
+}
+"""
+
+
+@pytest.mark.parametrize("loss,chunked", [("sqrt(mse(p, y))", False), ("mse(p, y) ^ 2", False),
+                                          ("mse(p, y) + 0.1 * sum(w ^ 2)", True),
+                                          ("2 * mae(p, y) / sum(w)", True)])
+def test_loss_of_many_rows_is_the_loss_of_the_whole_batch(loss, chunked):
+    """Over 1024 rows, loss() and the held-out loss evaluate in chunks only
+    when the chunks' losses average to the whole batch's: a mean over the
+    batch plus or times terms without the batch; else in one call."""
+    from nncompile.train.metrics import rows_per_call
+    m = nncompile.compile_source(ROOT_MSE.replace("LOSS", loss), device="cpu")
+    assert rows_per_call(m.graph, 1100) == (1024 if chunked else 1100)
+    x = np.zeros((1100, 2), np.float32)
+    y = np.zeros((1100, 1), np.float32)
+    y[1024:] = 10                       # the last 76 rows are off by 10, the rest exact
+    mse, mae = 76 * 100 / 1100, 76 * 10 / 1100
+    want = {"sqrt(mse(p, y))": np.sqrt(mse), "mse(p, y) ^ 2": mse ** 2,
+            "mse(p, y) + 0.1 * sum(w ^ 2)": mse + 0.2, "2 * mae(p, y) / sum(w)": mae}[loss]
+    assert m.loss(x, y) == pytest.approx(want, rel=1e-6)
+    history = m.fit(x=x[1020:1030], y=y[1020:1030], x_test=x, y_test=y, epochs=1, lr=1e-30)
+    assert history[0]["test_loss"] == pytest.approx(want, rel=1e-6)
+
+
 def test_save_and_load_round_trip(tmp_path, sample):
     m = nncompile.compile(sample("xor"), device="cpu")
     m.fit(epochs=30)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..diagnostics import CompileError, DataError, Diagnostic
 from . import data as datasets
-from .metrics import accuracy_kind, accuracy
+from .metrics import accuracy, accuracy_kind, rows_per_call
 
 
 class Interrupted(Exception):
@@ -306,9 +306,10 @@ def _metrics(model, record, part, xs, ys, kind, with_loss):
     n = len(next(iter(xs.values())))
     loss_sum, right = 0.0, 0
     out_name = kind[0] if kind else None
-    for s in range(0, n, 1024):
-        roots = prog({k: v[s:s + 1024] for k, v in feeds.items()})
-        m = min(1024, n - s)
+    chunk = rows_per_call(model.graph, n) if with_loss else 1024
+    for s in range(0, n, chunk):
+        roots = prog({k: v[s:s + chunk] for k, v in feeds.items()})
+        m = min(chunk, n - s)
         if with_loss:
             loss_sum += float(roots[g.loss]) * m
         if kind:

@@ -33,3 +33,29 @@ def accuracy(pred: np.ndarray, target: np.ndarray, kind: str) -> int:
     if kind == "onehot":
         return int(np.sum(np.argmax(p, axis=1) == np.argmax(t, axis=1)))
     return int(np.sum((p[:, 0] > 0.5) == (t[:, 0] > 0.5)))
+
+
+def rows_per_call(graph, n: int, chunk: int = 1024) -> int:
+    """How many of n rows one evaluation call may take so that the calls'
+    losses, weighted by their rows, average to the loss of all n rows: chunk
+    when the loss is a mean over the batch, plus or times terms that do not
+    depend on the batch (every built-in loss, `loss mean(...)`, weight
+    decay); else n, one call (`loss sqrt(mse(p, y))` is no mean of chunks)."""
+    free, affine = {}, {}
+    for node in graph.nodes:         # in order: a node's inputs come before it
+        ins = node.inputs
+        free[node] = "N" not in node.shape and all(free[i] for i in ins)
+        if free[node]:
+            affine[node] = True
+        elif node.op == "div" and ins[0].op == "sum" and ins[1].op == "count":
+            affine[node] = ins[0].shape == () and 0 in ins[0].attrs["axes"] and \
+                0 in ins[1].attrs["axes"] and ins[0].inputs[0].shape == ins[1].inputs[0].shape
+        elif node.op in ("add", "sub", "neg"):
+            affine[node] = all(affine[i] for i in ins)
+        elif node.op == "mul":
+            affine[node] = any(free[i] for i in ins) and all(affine[i] for i in ins)
+        elif node.op == "div":
+            affine[node] = free[ins[1]] and affine[ins[0]]
+        else:
+            affine[node] = False
+    return chunk if graph.loss is None or affine[graph.loss] else max(n, 1)

@@ -32,6 +32,7 @@ import numpy as np
 from ...diagnostics import CompileError, Diagnostic
 from ...ir.graph import N, fmt_shape
 from ...passes.schedule import params_too_large, value_label
+from ...train.metrics import rows_per_call
 from ..numpy.executor import fill_mask
 from . import nvcc
 from .codegen import Launch, UnsupportedOp, build, gemm_parts, py_size, resolve, runtime_source
@@ -682,8 +683,9 @@ def _metrics(rt, model, record, part, data: _Data, ys, kind, with_loss):
     d.zero(rt.scalars, 16)
     (yname,) = ys.keys() if len(ys) == 1 else (None,)
     code = {None: 0, "onehot": 1, "binary": 2}[kind[1] if kind else None]
-    for s in range(0, n, CHUNK):
-        m = min(CHUNK, n - s)
+    chunk = rows_per_call(model.graph, n, CHUNK) if with_loss else CHUNK
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
         b = prog.bound(m)
         prog.prepare_run(b)
         for k, dst in b.feed_dev.items():
