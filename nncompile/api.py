@@ -20,6 +20,7 @@ from .passes.schedule import params_too_large
 from .train.metrics import rows_per_call
 
 CHUNK = 1024        # rows per call when predicting or evaluating many examples
+NORMALIZE_KEY = "normalize:{}:{}"   # weights-file key of an input's shift or scale
 
 
 def _read_model(path_or_source: str) -> tuple[str, str]:
@@ -123,6 +124,9 @@ class Model:
         store_family(self._storage, _initial_params(graph, train.seed))
         self._programs = {}
         self._built_for = {}       # "step"/"update" -> the optimizer settings built in
+        # {input name: (shift, scale)}: the train block's normalize, as the last
+        # fit on its data (or a weights file) measured it; None: inputs as given
+        self.normalization = None
 
     # what the model declares -------------------------------------------------
     @property
@@ -256,6 +260,16 @@ class Model:
         k = next(iter(decl))
         return {k: self._check(k, x, decl[k])}
 
+    def _inputs(self, x) -> dict:
+        """x as _as_dict checks it, each input then normalised as the train
+        block's data was for the last fit (self.normalization)."""
+        feeds = self._as_dict(x, "input")
+        if self.normalization:
+            from .train.data import normalized
+            for k, stats in self.normalization.items():
+                feeds[k] = normalized(feeds[k], stats)
+        return feeds
+
     def _rows(self, feeds: dict) -> int:
         """The number of examples feeds hold: the same in each, at least one."""
         sizes = {len(v) for v in feeds.values()}
@@ -309,7 +323,7 @@ class Model:
         if not self.graph.outputs:
             raise DataError(f"model {self.name} declares no output",
                             hint="add 'output NAME = ...' to the model")
-        feeds = self._as_dict(x, "input")
+        feeds = self._inputs(x)
         names = list(self.graph.outputs)
 
         def collect(prog, roots):
@@ -323,7 +337,7 @@ class Model:
         if self.graph.loss is None:
             raise DataError(f"model {self.name} has no loss statement",
                             hint="add a 'loss' statement, e.g. loss mse(p, y)")
-        feeds = self._as_dict(x, "input")
+        feeds = self._inputs(x)
         feeds.update(self._as_dict(y, "target"))
         self._rows(feeds)
         return feeds
@@ -373,8 +387,12 @@ class Model:
         write_atomic(path, self.write_params)
 
     def write_params(self, f) -> None:
-        """The params as an .npz archive into the open binary file f."""
-        np.savez(f, **self.params)
+        """The params as an .npz archive into the open binary file f, and the
+        inputs' normalisation under NORMALIZE_KEY.format(input, "shift" or "scale")."""
+        stats = {NORMALIZE_KEY.format(k, part): v
+                 for k, pair in (self.normalization or {}).items()
+                 for part, v in zip(("shift", "scale"), pair)}
+        np.savez(f, **self.params, **stats)
 
     def load(self, path: str) -> None:
         hint = "weights come from `nncompile run` or Model.save"
@@ -400,6 +418,8 @@ class Model:
         except Exception as e:   # a damaged member, or one that needs pickle
             raise DataError(f"the weights file is damaged ({e})", file=path,
                             hint=hint) from None
+        stats = self._read_normalization(values, path)
+        values = {k: v for k, v in values.items() if not k.startswith("normalize:")}
         missing = [k for k in self.graph.params if k not in values]
         extra = [k for k in values if k not in self.graph.params]
         if missing:
@@ -408,6 +428,30 @@ class Model:
                             f"{self.name}{also}", file=path,
                             hint="were these weights trained from another model?")
         self.set_params(values, source=path)
+        self.normalization = stats
+
+    def _read_normalization(self, values: dict, path: str):
+        """{input: (shift, scale)} from a weights file's NORMALIZE_KEY arrays, or None."""
+        stats = {}
+        for k, node in self.graph.inputs.items():
+            pair = [values.get(NORMALIZE_KEY.format(k, part)) for part in ("shift", "scale")]
+            if all(v is None for v in pair):
+                continue
+            size = int(np.prod(node.shape[1:]))
+            ok = all(v is not None and v.shape == (size,) and np.issubdtype(v.dtype, np.floating)
+                     for v in pair)
+            if not ok or not np.all(np.isfinite(pair[0])) or not np.all(pair[1] > 0):
+                raise DataError(f"the weights file's normalisation of input '{k}' is not "
+                                f"{size} shifts and {size} positive scales", file=path,
+                                hint="weights come from `nncompile run` or Model.save")
+            stats[k] = tuple(np.asarray(v, np.float32) for v in pair)
+        unknown = [k for k in values if k.startswith("normalize:") and
+                   k.split(":")[1] not in stats]
+        if unknown:
+            raise DataError(f"the weights file normalises an input this model lacks "
+                            f"({unknown[0]})", file=path,
+                            hint="were these weights trained from another model?")
+        return stats or None
 
     def emit(self, target: str = "ir") -> str:
         cfg = self.train_config

@@ -247,16 +247,18 @@ def gradient_sizes(model) -> tuple:
     param), then (message, hint) notes on vanishing gradients and on steps
     too large for the weights. The model's params are left as they were."""
     x, y, what = start_batch(model)
-    start = model.params
+    start, stats = model.params, model.normalization
     with np.errstate(all="ignore"):
-        loss = model.loss(x, y)
-        grads = model.gradients(x, y)
         try:
+            model.normalization = None      # x is normalised already
+            loss = model.loss(x, y)
+            grads = model.gradients(x, y)
             model.fit(x=x, y=y, epochs=1, batch=len(next(iter(x.values()))), accumulate=1,
                       shuffle=False, early_stop=None)
             moved = model.params
         finally:
             model.set_params(start)
+            model.normalization = stats
     rows = [("param", "rms grad", "rms value", "first step")]
     step = {}
     for k in model.graph.params:

@@ -88,7 +88,7 @@ def first_update(model, cfg) -> tuple:
     """(inputs, targets, what): the examples of the first update fit makes on
     the train block's data, in fit's order."""
     from .train.loop import first_rows, load_data
-    xs, ys, _, _ = load_data(model, cfg)
+    xs, ys, _, _, _ = load_data(model, cfg)
     n = len(next(iter(xs.values())))
     idx = first_rows(cfg, n)
     steps = f"{cfg.accumulate} accumulated mini-batches of {cfg.batch}, as one batch: " \
@@ -164,7 +164,7 @@ def _examples(model, cfg, x, y, trains: bool) -> tuple:
                         "declares none", file=model.file,
                         hint="declare one, e.g. input x[2], and compute from it")
     if x is not None:
-        feeds = model._as_dict(x, "input")
+        feeds = model._inputs(x)         # normalised as predict's
         if y is not None:
             feeds.update(model._as_dict(y, "target"))
         n = model._rows(feeds)

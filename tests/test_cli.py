@@ -426,6 +426,31 @@ def test_predict_faults_found_by_the_audit(trained):
                               "nothing to predict")
 
 
+def test_predict_takes_raw_inputs_of_a_model_trained_on_normalized_data(work):
+    """digits_mlp standardizes its data; predict applies the training rows'
+    statistics saved with the weights, so on the raw held-out digits it
+    scores exactly the held-out accuracy run reported."""
+    r = cli("run", "digits_mlp.nn", "--epochs", "3", "--device", "cpu", cwd=work)
+    assert r.returncode == 0, r.stderr
+    digits = np.load(os.path.join(ROOT, "nncompile", "data", "digits.npz"))
+    held = np.sort(np.random.default_rng(0).permutation(len(digits["y"]))[:359])  # split 0.2
+    np.save(work / "raw.npy", digits["x"][held].astype(np.float32))
+    r = cli("predict", "digits_mlp.nn", "--weights", "digits_mlp.weights.npz", "--input",
+            "raw.npy", "--output", "p.npy", cwd=work)
+    assert r.returncode == 0, r.stderr
+    right = np.mean(np.load(work / "p.npy").argmax(1) == digits["y"][held])
+    history = json.loads((work / "digits_mlp.history.json").read_text())
+    assert right == pytest.approx(history["epochs"][-1]["test_accuracy"], abs=1e-12)
+    assert right > 0.9
+    w = dict(np.load(work / "digits_mlp.weights.npz"))
+    w["normalize:x:scale"] = -w["normalize:x:scale"]
+    np.savez(work / "bad.npz", **w)
+    user_fault(cli("predict", "digits_mlp.nn", "--weights", "bad.npz", "--input", "raw.npy",
+                   cwd=work),
+               "bad.npz: error: the weights file's normalisation of input 'x' is not 64 "
+               "shifts and 64 positive scales")
+
+
 def test_predict_npy_npz_csv_inputs_printed(trained):
     work, model = trained
     expect = model.predict(XOR_X)

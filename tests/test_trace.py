@@ -35,7 +35,7 @@ def test_xor_trace_is_the_chain_rule_worked_by_hand():
     t = m.trace()
     r = rows(t)
     # the examples of run's first update: epoch 1's permutation of the 4 rows
-    xs, ys, _, _ = load_data(m, m.train_config)
+    xs, ys, _, _, _ = load_data(m, m.train_config)
     order = np.random.default_rng([1, 1]).permutation(4)
     x, y = xs["x"][order].astype(np.float64), ys["y"][order].astype(np.float64)
     assert np.array_equal(r["x"].value, x) and np.array_equal(r["y"].value, y)
@@ -107,7 +107,7 @@ def test_the_traced_update_is_fits_first_update(name, overrides):
 def test_the_first_update_takes_fits_shuffled_rows():
     m = nncompile.compile(sample("digits_mlp"), device="cpu")
     t = m.trace()
-    xs, ys, _, _ = load_data(m, m.train_config)
+    xs, ys, _, _, _ = load_data(m, m.train_config)
     idx = np.random.default_rng([0, 1]).permutation(len(xs["x"]))[:32]
     assert np.array_equal(rows(t)["x"].value, xs["x"][idx])
     assert np.array_equal(rows(t)["y"].value, ys["y"][idx])

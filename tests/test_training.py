@@ -258,6 +258,63 @@ def test_loss_of_many_rows_is_the_loss_of_the_whole_batch(loss, chunked):
     assert history[0]["test_loss"] == pytest.approx(want, rel=1e-6)
 
 
+NORMALIZED = """input x[3]
+target y[2]
+output logits = dense(x, 2)
+loss cross_entropy(logits, y)
+train {
+  data = "d.csv"
+  split = 0.25
+  normalize = KIND
+  epochs = 2
+}
+"""
+
+
+@pytest.mark.parametrize("kind", ["standardize", "minmax"])
+def test_predict_normalizes_inputs_as_the_training_data_was(kind, tmp_path):
+    """After a fit on the train block's data, predict, loss and gradients
+    take inputs in the data's units: the training rows' statistics travel
+    with the weights (save, load); a fit on arrays given clears them."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(50, 10, size=(40, 3))
+    x[:, 2] = 7.0                                  # a constant feature
+    labels = (x[:, 0] > 50).astype(int)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([x, labels]), delimiter=",", fmt="%.6g")
+    m = nncompile.compile_source(NORMALIZED.replace("KIND", kind), device="cpu",
+                                 file=str(tmp_path / "m.nn"))
+    assert m.normalization is None
+    m.fit()
+    (shift, scale), = m.normalization.values()
+    train = np.sort(np.random.default_rng(0).permutation(40)[10:])     # split 0.25, seed 0
+    xt = np.loadtxt(tmp_path / "d.csv", delimiter=",", dtype=np.float32)[train, :3]
+    if kind == "standardize":
+        np.testing.assert_allclose(shift, xt.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(scale[:2], xt.std(0)[:2], rtol=1e-5)
+        assert scale[2] == 1
+    else:
+        np.testing.assert_array_equal(shift, xt.min(0))
+        np.testing.assert_array_equal(scale[:2], (xt.max(0) - xt.min(0))[:2])
+        assert scale[2] == np.inf
+    new = np.float32([[60, 40, 7], [35, 55, 9]])   # 9: the constant feature moved
+    seen = (new - shift) / scale
+    assert seen[1, 2] == (0 if kind == "minmax" else 2)
+    raw = m.predict(new)
+    stats, m.normalization = m.normalization, None
+    np.testing.assert_array_equal(raw, m.predict(seen))
+    y = np.float32([[0, 1], [1, 0]])
+    loss, grads = m.loss(seen, y), m.gradients(seen, y)
+    m.normalization = stats
+    assert m.loss(new, y) == loss
+    np.testing.assert_array_equal(m.gradients(new, y)["logits.weight"], grads["logits.weight"])
+    m.save(str(tmp_path / "w.npz"))
+    again = nncompile.compile_source(NORMALIZED.replace("KIND", kind), device="cpu")
+    again.load(str(tmp_path / "w.npz"))
+    np.testing.assert_array_equal(again.predict(new), raw)
+    m.fit(x=seen, y=y, epochs=1)
+    assert m.normalization is None
+
+
 def test_save_and_load_round_trip(tmp_path, sample):
     m = nncompile.compile(sample("xor"), device="cpu")
     m.fit(epochs=30)

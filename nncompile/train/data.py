@@ -50,11 +50,14 @@ class Dataset:
 
 @dataclass
 class Split:
-    """float32, C-contiguous; x is (n, *input_shape), y is (n, *target_shape)."""
+    """float32, C-contiguous; x is (n, *input_shape), y is (n, *target_shape).
+    stats: None, or (shift, scale) per feature of the flattened example: the
+    normalisation x -> (x - shift) / scale that made x_train and x_test."""
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    stats: tuple | None = None
 
 
 # ---------------------------------------------------------------- built-in sets
@@ -438,27 +441,41 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
     x_train, x_test = x[train], x[test]
 
-    if normalize == "minmax":
-        lo, hi = x_train.min(axis=0), x_train.max(axis=0)
-        span = hi - lo
-        const = span == 0
-        span[const] = 1.0
-        x_train, x_test = (x_train - lo) / span, (x_test - lo) / span
-        x_train[:, const], x_test[:, const] = 0.0, 0.0
-    elif normalize == "standardize":
-        # statistics in float64, applied in float32
-        mean = x_train.mean(axis=0, dtype=np.float64)
-        std = x_train.std(axis=0, dtype=np.float64)
-        std[std == 0] = 1.0
-        mean, std = mean.astype(np.float32), std.astype(np.float32)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    elif normalize != "none":
-        guess = did_you_mean(normalize, NORMALIZE)
-        raise DataError(f"unknown normalize '{normalize}'",
-                        hint=(guess + " " if guess else "") + "choose none, minmax or standardize")
+    stats = statistics(x_train, normalize)
+    if stats is not None:
+        x_train, x_test = normalized(x_train, stats), normalized(x_test, stats)
 
     def out(a, shape):
         return np.ascontiguousarray(a.reshape((len(a),) + shape), dtype=np.float32)
 
     return Split(out(x_train, input_shape), out(y[train], target_shape),
-                 out(x_test, input_shape), out(y[test], target_shape))
+                 out(x_test, input_shape), out(y[test], target_shape), stats)
+
+
+def statistics(x: np.ndarray, normalize: str):
+    """(shift, scale), float32, per column of x (rows are examples), or None
+    for `none`: minmax maps [min, max] to [0, 1] (a constant column's scale
+    is infinite: it maps to 0), standardize subtracts the mean and divides
+    by the standard deviation (ddof 0, taken in float64; 0 counts as 1)."""
+    if normalize == "minmax":
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        span = hi - lo
+        span[span == 0] = np.inf
+        return lo, span
+    if normalize == "standardize":
+        mean = x.mean(axis=0, dtype=np.float64)
+        std = x.std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        return mean.astype(np.float32), std.astype(np.float32)
+    if normalize != "none":
+        guess = did_you_mean(normalize, NORMALIZE)
+        raise DataError(f"unknown normalize '{normalize}'",
+                        hint=(guess + " " if guess else "") + "choose none, minmax or standardize")
+    return None
+
+
+def normalized(x: np.ndarray, stats: tuple) -> np.ndarray:
+    """x (rows of examples, any example shape) normalised with stats, float32."""
+    shift, scale = stats
+    flat = np.asarray(x, np.float32).reshape(len(x), len(shift))
+    return ((flat - shift) / scale).astype(np.float32, copy=False).reshape(x.shape)

@@ -37,8 +37,9 @@ class Interrupted(Exception):
 
 
 def load_data(model, cfg):
-    """The train block's data, prepared: (x_train, y_train, x_test, y_test),
-    each a dict keyed by the model's input or target name."""
+    """The train block's data, prepared: (x_train, y_train, x_test, y_test,
+    stats), each x and y a dict keyed by the model's input or target name;
+    stats None or {input name: (shift, scale)} of its normalisation."""
     g = model.graph
     if len(g.inputs) != 1 or len(g.targets) != 1:
         raise DataError("a data set feeds models with one input and one target; this model "
@@ -58,7 +59,8 @@ def load_data(model, cfg):
                        int(np.prod(t_shape)))
     split = ds.default_split if cfg.split is None else cfg.split
     sp = datasets.prepare(ds, in_shape, t_shape, split, cfg.normalize, cfg.seed)
-    return ({xname: sp.x_train}, {yname: sp.y_train}, {xname: sp.x_test}, {yname: sp.y_test})
+    return ({xname: sp.x_train}, {yname: sp.y_train}, {xname: sp.x_test}, {yname: sp.y_test},
+            None if sp.stats is None else {xname: sp.stats})
 
 
 def _as_feeds(model, x, y):
@@ -82,8 +84,9 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         xt, yt = _as_feeds(model, x_test, y_test) if x_test is not None else ({}, {})
         if xt:
             model._rows({**xt, **yt})
+        stats = None            # arrays given are taken as they are
     else:
-        xs, ys, xt, yt = load_data(model, cfg)
+        xs, ys, xt, yt, stats = load_data(model, cfg)
     n = len(next(iter(xs.values())))
     if any(len(v) != n for v in list(xs.values()) + list(ys.values())):
         raise DataError("inputs and targets hold different numbers of examples",
@@ -94,6 +97,7 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
     n_test = len(next(iter(xt.values()))) if xt else 0
     stopper = _early_stop(model, cfg, n_test, x is not None)
     model._reset_optimizer()
+    model.normalization = stats     # what predict, loss and gradients apply from now on
     watch = GradientWatch(model, xs, ys, first_rows(cfg, n)) if grad_rms else None
     if on_start is not None:        # the data is loaded and fits the model
         start = {"train": n, "test": n_test}
