@@ -199,6 +199,9 @@ CASES = [
      "m.nn:3:5: error: '@' multiplies the last two axes of each example and broadcasts the "
      "axes before them, and [2] and [5] do not broadcast ('x' on line 1 @ 'w' on line 2)",
      "those axes need equal sizes, or a size of 1, counted from the right"),
+    ("init_expression", "param w[2] = 1 + 1\nloss sum(w)\n",
+     "m.nn:1:14: error: '1 + 1' is not an initialiser",
+     "an init is zeros, ones, normal(mean, std), uniform(lo, hi), xavier, he or a number"),
     ("broadcast_mismatch", "input x[2]\nparam b[3] = zeros\nh = x + b\n",
      "m.nn:3:5: error: shapes [N, 2] and [3] do not broadcast ('x' on line 1 + 'b' on "
      "line 2)",
@@ -424,6 +427,9 @@ def test_crlf_and_tabs_are_accepted():
            "}\r\n")
     model = nncompile.compile_source(src, file="m.nn", device="cpu")
     assert model.name == "xor_crlf"
+    unnamed = src.replace("model\txor_crlf\r\n", "")
+    assert nncompile.compile_source(unnamed, device="cpu").name == "model"   # no file, no line
+    assert nncompile.compile_source(unnamed, file="m.nn", device="cpu").name == "m"
     assert model.inputs == {"x": (2,)} and model.outputs == {"p": (1,)}
     assert sorted(model.params) == ["h.bias", "h.weight", "p.bias", "p.weight"]
     assert model.train_config.epochs == 3 and model.train_config.lr == 0.5

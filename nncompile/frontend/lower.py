@@ -232,7 +232,8 @@ class Lowering:
         if name:
             close = did_you_mean(name, INITS)
             hint = close or hint
-        self.error(_span(e), f"'{name or 'this'}' is not an initialiser", hint)
+        self.error(_span(e), f"{repr(name) if name else _text(self.program, e)} is not an "
+                   "initialiser", hint)
 
     def assign(self, name, s, e):
         self.stmt_name = name
@@ -825,6 +826,7 @@ def lower(program: ast.Program) -> tuple[Graph, TrainConfig]:
     """Lower a parsed program; raise CompileError with every problem found."""
     stem = program.file.replace("\\", "/").rsplit("/", 1)[-1]
     name = stem[:-3] if stem.endswith(".nn") else stem
+    name = "model" if name == "<string>" else name       # source text without a file
     lw = Lowering(program, Graph(name=name or "model", file=program.file,
                                  source=program.source))
     lw.run()
