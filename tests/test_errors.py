@@ -212,8 +212,8 @@ CASES = [
      "but 'y' on line 2 is [N, 3]",
      "the prediction and the target need the same shape"),
     ("loss_not_one_number_per_example", "input x[2]\ntarget y[4]\nh = dense(x, 4)\nloss h - y\n",
-     "m.nn:4:6: error: the loss must be one number per example; this expression has shape "
-     "[N, 4]",
+     "m.nn:4:6: error: the loss must be one number, or one number per example; this "
+     "expression has shape [N, 4]",
      "reduce it, e.g. loss mean((p - y) ^ 2)"),
     ("two_losses", HEAD + "p = dense(x, 1)\nloss mse(p, y)\nloss mae(p, y)\n",
      "m.nn:5:1: error: a model has exactly one 'loss' statement",

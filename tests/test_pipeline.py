@@ -123,6 +123,20 @@ def test_the_gradient_of_a_zeroth_power_is_zero_at_zero():
     np.testing.assert_allclose(g["v"], [2, 2])      # d/dv mean((1 + v) ^ 2) at v = 1
 
 
+def test_a_loss_of_one_number_in_axes_of_size_one_is_that_number():
+    """(p - y) ^ 2 with a target y[1] is [N, 1]: the batch mean of its one
+    number, as mse(p, y); a param w[1]'s square is that one number."""
+    m = nncompile.compile_source("input x[2]\ntarget y[1]\np = dense(x, 1)\n"
+                                 "loss (p - y) ^ 2\n", device="cpu")
+    ref = nncompile.compile_source("input x[2]\ntarget y[1]\np = dense(x, 1)\n"
+                                   "loss mse(p, y)\n", device="cpu")
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(5, 2)).astype(np.float32), rng.normal(size=(5, 1)).astype(np.float32)
+    assert m.loss(x, y) == pytest.approx(ref.loss(x, y), rel=1e-6)
+    w = nncompile.compile_source("param w[1] = 3\nloss w ^ 2\n", device="cpu")
+    assert w.graph.loss.shape == ()
+
+
 def test_simplify_leaves_a_count_of_a_reduction_over_no_axes():
     from nncompile.ir.graph import N, Graph
     from nncompile.passes.simplify import simplify

@@ -270,11 +270,15 @@ class Lowering:
         self.stmt_name = "loss"
         self.count_layers(s.expr)
         node = self.expr(s.expr)
+        batched = node.shape[:1] == (N,)
+        if math.prod(node.shape[batched:]) == 1 and len(node.shape) > batched:
+            # one number in axes of size 1 ([N, 1] from a target y[1]): that number
+            node = self.add("reshape", [node], {"shape": (N,) * batched}, s.span)
         if node.shape == (N,):
             node = self.mean(node, (0,), s.span)
         elif node.shape != ():
-            self.error(_span(s.expr), f"the loss must be one number per example; this "
-                       f"expression has shape {fmt_shape(node.shape)}",
+            self.error(_span(s.expr), f"the loss must be one number, or one number per "
+                       f"example; this expression has shape {fmt_shape(node.shape)}",
                        "reduce it, e.g. loss mean((p - y) ^ 2)")
         if not any(n.op == "param" for n in _ancestors(node)):
             self.error(_span(s.expr), "the loss does not depend on any param, so training has "
