@@ -284,7 +284,11 @@ class Model:
         return n
 
     def _check(self, name, x, node) -> np.ndarray:
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as e:     # a ragged list: rows of different lengths
+            raise DataError(f"'{name}' is not an array of numbers: {str(e).split('.')[0]}",
+                            hint="give every example the same shape") from None
         per = node.shape[1:]
         size = int(np.prod(per))
         if x.ndim == len(per) and x.shape == per:
@@ -374,8 +378,11 @@ class Model:
         return trace(self, x, y, **overrides)
 
     def config(self, **overrides):
-        keys = {f.name for f in dataclasses.fields(self.train_config)}
+        keys = {f.name for f in dataclasses.fields(self.train_config)} - INTERNAL
         bad = [k for k in overrides if k not in keys]
+        if "device" in bad:
+            raise TypeError("device is chosen when compiling: "
+                            "nncompile.compile(path, device=...)")
         if bad:
             raise TypeError(f"unknown training option(s): {', '.join(bad)}")
         for k, v in overrides.items():
@@ -383,7 +390,14 @@ class Model:
         return dataclasses.replace(self.train_config, **overrides)
 
     def save(self, path: str) -> None:
-        """Write the params to an .npz, atomically (a temporary file, then rename)."""
+        """Write the params to an .npz, atomically (a temporary file, then rename);
+        a DataError, writing nothing, when a param is not finite (load refuses those)."""
+        bad = [k for k, v in self.params.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise DataError(f"param '{bad[0]}' holds values that are not finite numbers, so "
+                            "there is nothing worth saving", file=path,
+                            hint="training diverged: use a smaller lr or set clip, then "
+                                 "train again")
         write_atomic(path, self.write_params)
 
     def write_params(self, f) -> None:
@@ -477,6 +491,9 @@ class Model:
                                              cfg=cfg))
         raise ValueError(f"unknown target '{target}'; one of ast, ir, grad, fused, cuda")
 
+
+# TrainConfig fields that are no training option (what the source said, and where)
+INTERNAL = {"device", "present", "spans", "data_is_path"}
 
 # what a fit/trace override may be: (test, what it must be), as the train block checks
 _WHOLE = (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool))

@@ -24,7 +24,17 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    if value > 2 ** 31 - 1:
+        raise argparse.ArgumentTypeError(f"must be at most 2147483647, got {value}")
     return value
+
+
+def _same_file(a: str, b: str) -> bool:
+    """a and b are one file (a hard link, say); False when either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _count(text):
@@ -104,7 +114,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.command == "predict" and args.output is not None:
         for flag in ("weights", "input"):
-            if os.path.abspath(args.output) == os.path.abspath(getattr(args, flag)):
+            if os.path.realpath(args.output) == os.path.realpath(getattr(args, flag)) or \
+                    _same_file(args.output, getattr(args, flag)):
                 p.error(f"--output {args.output} is also the --{flag} file; writing it would "
                         "lose what it holds: choose another name")
     try:

@@ -415,7 +415,15 @@ def test_predict_faults_found_by_the_audit(trained):
                 "--output xor.weights.npz is also the --weights file")
     usage_error(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "x.npy",
                     "--output", "./x.npy", cwd=work), "is also the --input file")
+    os.symlink("xor.weights.npz", work / "link.npz")          # one file by two names
+    os.link(work / "x.npy", work / "hard.npy")
+    usage_error(cli("predict", "xor.nn", "--weights", "link.npz", "--input", "x.npy",
+                    "--output", "xor.weights.npz", cwd=work), "is also the --weights file")
+    usage_error(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "hard.npy",
+                    "--output", "x.npy", cwd=work), "is also the --input file")
     assert (work / "xor.weights.npz").read_bytes() == weights
+    usage_error(cli("run", "xor.nn", "--epochs", "2147483648", cwd=work),
+                "--epochs: must be at most 2147483647, got 2147483648")
     np.save(work / "none.npy", XOR_X[:0])
     user_fault(cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "none.npy",
                    cwd=work), "none.npy: error: there are no examples: the arrays have 0 rows")

@@ -78,6 +78,12 @@ def test_digits_mlp_reaches_95_percent_held_out(sample):
     (lambda m: nncompile.compile(3), "compile takes a path or .nn source text, got int"),
     (lambda m: nncompile.compile_source("input x[2]\noutput p = x\n", device="tpu"),
      "unknown device 'tpu'; use 'cpu', 'cuda' or 'auto'"),
+    (lambda m: m.fit(epochs=1, device="cuda"),
+     "device is chosen when compiling: nncompile.compile(path, device=...)"),
+    (lambda m: m.fit(epochs=1, spans={}), "unknown training option(s): spans"),
+    (lambda m: m.fit(x=np.zeros((4, 2)), y=np.zeros((4, 1)), split=0.5),
+     "split applies to the train block's data, not to x and y given: pass x_test and y_test "
+     "for held-out data, and normalise the arrays as you need"),
 ])
 def test_wrong_python_usage_is_a_type_or_value_error(sample, call, message):
     m = nncompile.compile(sample("xor"), device="cpu")
@@ -313,6 +319,32 @@ def test_predict_normalizes_inputs_as_the_training_data_was(kind, tmp_path):
     np.testing.assert_array_equal(again.predict(new), raw)
     m.fit(x=seen, y=y, epochs=1)
     assert m.normalization is None
+
+
+def test_api_faults_found_by_the_cli_audit(sample, tmp_path):
+    """A ragged list is a DataError; held-out arrays without training arrays
+    are refused, not dropped; a diverged model is not saved over good weights;
+    Ctrl-C in fit stays a KeyboardInterrupt."""
+    from nncompile.train.loop import Interrupted
+    m = nncompile.compile(sample("xor"), device="cpu")
+    with pytest.raises(nncompile.DataError, match="'x' is not an array of numbers"):
+        m.predict([[0, 1], [1]])
+    with pytest.raises(nncompile.DataError, match="fit got x_test and y_test but no x and y"):
+        m.fit(epochs=1, x_test=np.zeros((4, 2)), y_test=np.zeros((4, 1)))
+    sine = nncompile.compile(sample("sine"), device="cpu")
+    sine.save(str(tmp_path / "w.npz"))
+    good = (tmp_path / "w.npz").read_bytes()
+    assert sine.fit(epochs=3, optimizer="sgd", lr=10.0, momentum=0.0)[-1]["diverged"]
+    with pytest.raises(nncompile.DataError, match="holds values that are not finite"):
+        sine.save(str(tmp_path / "w.npz"))
+    assert (tmp_path / "w.npz").read_bytes() == good
+    assert issubclass(Interrupted, KeyboardInterrupt)
+
+    def stop(record):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt) as e:
+        m.fit(epochs=3, on_epoch=stop)
+    assert len(e.value.history) == 1
 
 
 def test_save_and_load_round_trip(tmp_path, sample):

@@ -28,8 +28,9 @@ from . import data as datasets
 from .metrics import accuracy, accuracy_kind, rows_per_call
 
 
-class Interrupted(Exception):
-    """Ctrl-C during fit: carries the history of the epochs that finished."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during fit: still a KeyboardInterrupt (so `except Exception`
+    does not swallow it), carrying the history of the epochs that finished."""
 
     def __init__(self, history):
         super().__init__("interrupted")
@@ -74,6 +75,12 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         raise DataError(f"model {model.name} has no loss, so it cannot train",
                         file=model.file, hint="add a 'loss' statement")
     if x is not None or y is not None:
+        given = [k for k in ("split", "normalize") if k in overrides]
+        if given:
+            raise ValueError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to "
+                             "the train block's data, not to "
+                             "x and y given: pass x_test and y_test for held-out data, and "
+                             "normalise the arrays as you need")
         if x is None or y is None:
             raise DataError("fit needs both x and y",
                             hint="or neither: then it trains on the train block's data")
@@ -85,6 +92,10 @@ def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start
         if xt:
             model._rows({**xt, **yt})
         stats = None            # arrays given are taken as they are
+    elif x_test is not None or y_test is not None:
+        raise DataError("fit got x_test and y_test but no x and y",
+                        hint="give x and y too, or leave the held-out part to the train "
+                             "block's split")
     else:
         xs, ys, xt, yt, stats = load_data(model, cfg)
     n = len(next(iter(xs.values())))
