@@ -48,7 +48,7 @@ def _read_model(path_or_source: str) -> tuple[str, str]:
     return path_or_source, "<string>"
 
 
-def compile(path_or_source: str, device: str = "auto", **options) -> "Model":
+def compile(path_or_source: str, device: str | None = None, **options) -> "Model":
     """Compile a .nn file (a path) or .nn source text."""
     if not isinstance(path_or_source, (str, os.PathLike)):
         raise TypeError(f"compile takes a path or .nn source text, got "
@@ -57,7 +57,7 @@ def compile(path_or_source: str, device: str = "auto", **options) -> "Model":
     return compile_source(source, device=device, file=file, **options)
 
 
-def compile_source(text: str, device: str = "auto", file: str = "<string>",
+def compile_source(text: str, device: str | None = None, file: str = "<string>",
                    quiet: bool = False) -> "Model":
     if not isinstance(text, str):
         raise TypeError(f"compile_source takes .nn source text, got {type(text).__name__}")
@@ -106,16 +106,17 @@ def _families(arrays: dict, params: dict) -> list:
 class Model:
     """A compiled model: params, predict, loss, gradients, fit, save and load."""
 
-    def __init__(self, graph, train, source, file, device="auto", quiet=False):
+    def __init__(self, graph, train, source, file, device=None, quiet=False):
+        # device: "cpu", "cuda" or "auto"; None: the file's device, else auto
         self.graph = graph
         self.train_config = train
         self.source = source
         self.file = file
         try:
-            self.device = resolve_device(device if device != "auto" else train.device, quiet)
+            self.device = resolve_device(device if device is not None else train.device, quiet)
         except DeviceError as e:
             span = train.spans.get("device")
-            if device != "auto" or span is None:
+            if device is not None or span is None:
                 raise
             # the file asked for it: point at its 'device = ...'
             what, _, hint = str(e).removeprefix("error: ").partition("\nhint: ")

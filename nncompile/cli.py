@@ -191,7 +191,7 @@ class _Diverged(Exception):
 
 def cmd_run(args) -> int:
     from .train.loop import Interrupted
-    model = _compile(args.model, device=args.device or "auto")
+    model = _compile(args.model, device=args.device)     # None: the file's device
     cfg = model.train_config
     if not cfg.present:
         raise DataError("this model has no train block, so `run` has nothing to do",

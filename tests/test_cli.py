@@ -709,9 +709,13 @@ def test_device_cuda_in_the_train_block_without_a_gpu(work):
     assert lines[0].startswith("gpu.nn:18:15: error: device cuda is not available: ")
     assert lines[1:3] == ["      device    = cuda", "                  ^^^^"]
     assert lines[3].startswith("hint: install the cuda extra")
-    # --device overrides the file
+    # --device overrides the file, auto too (the CPU, saying so in one line)
     r = cli("run", "gpu.nn", "--epochs", "1", "--device", "cpu", "--quiet", cwd=work)
     assert r.returncode == 0, r.stderr
+    r = cli("run", "gpu.nn", "--epochs", "1", "--device", "auto", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("nncompile: using the CPU (") and r.stderr.count("\n") == 1
+    assert nncompile.compile(str(work / "gpu.nn"), device="auto", quiet=True).device == "cpu"
 
 
 # usage errors: exit 2 ------------------------------------------------------------------
