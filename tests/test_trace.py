@@ -206,7 +206,7 @@ def test_a_model_without_a_loss_shows_its_forward_pass_once_per_value():
     assert [r.name for r in t.rows] == ["x", "h before relu", "h"]
     close(rows(t)["h"].value, m.predict(np.arange(6).reshape(2, 3)))
     text = str(t)
-    assert text.startswith("trace of <string> (no loss): the forward pass on the 2 examples given")
+    assert text.startswith("trace of model (no loss): the forward pass on the 2 examples given")
     assert "backward" not in text and "update" not in text
 
 
