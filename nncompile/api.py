@@ -1,22 +1,26 @@
 """The Model object the user holds (spec/api.md)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import tempfile
+import threading
 
 import numpy as np
 
 from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
                               store_family)
 from .backends.device import physical_memory as _physical_memory   # tests replace it here
-from .diagnostics import CompileError, DataError, Diagnostic, Span
+from .diagnostics import CompileError, DataError, Diagnostic, Span, plural
 from .frontend.ast import dump
 from .frontend.parse import parse
 from .ir.graph import N, fmt_shape
 from .ops.init import initial_value
 from .passes import pipeline
 from .passes.schedule import params_too_large
+from .train.config import CHOICES, LIMITS, TrainConfig
 from .train.metrics import rows_per_call
 
 CHUNK = 1024        # rows per call when predicting or evaluating many examples
@@ -24,9 +28,16 @@ NORMALIZE_KEY = "normalize:{}:{}"   # weights-file key of an input's shift or sc
 
 
 def _read_model(path_or_source: str) -> tuple[str, str]:
-    """(source, file name) from a path or from the source text itself."""
-    looks_like_path = "\n" not in path_or_source and path_or_source.strip().endswith(".nn")
-    if looks_like_path or os.path.isfile(path_or_source):
+    """(source, file name) from a path or from the source text itself: one
+    line that names a file, ends in .nn, or has no space is a path."""
+    one_line = "\n" not in path_or_source and path_or_source.strip() != ""
+    looks_like_path = one_line and (path_or_source.strip().endswith(".nn") or
+                                    not path_or_source.split(maxsplit=1)[1:] or
+                                    os.path.exists(path_or_source))
+    if looks_like_path and os.path.isdir(path_or_source):
+        raise DataError("this is a folder, not a model file", file=path_or_source,
+                        hint="give the .nn file itself")
+    if looks_like_path:
         try:
             with open(path_or_source, encoding="utf-8", newline="") as f:
                 return f.read(), path_or_source
@@ -48,13 +59,13 @@ def _read_model(path_or_source: str) -> tuple[str, str]:
     return path_or_source, "<string>"
 
 
-def compile(path_or_source: str, device: str | None = None, **options) -> "Model":
-    """Compile a .nn file (a path) or .nn source text."""
+def compile(path_or_source: str, device: str | None = None, quiet: bool = False) -> "Model":
+    """Compile a .nn file (a path) or .nn source text (see _read_model)."""
     if not isinstance(path_or_source, (str, os.PathLike)):
         raise TypeError(f"compile takes a path or .nn source text, got "
                         f"{type(path_or_source).__name__}")
     source, file = _read_model(os.fspath(path_or_source))
-    return compile_source(source, device=device, file=file, **options)
+    return compile_source(source, device=device, file=file, quiet=quiet)
 
 
 def compile_source(text: str, device: str | None = None, file: str = "<string>",
@@ -164,15 +175,15 @@ class Model:
                                 hint="params: " + ", ".join(self.graph.params))
             v = np.asarray(v)
             want = self.graph.params[k].shape
+            if np.iscomplexobj(v) or not np.issubdtype(v.dtype, np.number) or v.dtype == bool:
+                what = "text" if v.dtype.kind in "US" else f"{v.dtype} values"
+                raise DataError(f"param '{k}' holds {what}, not real numbers", file=source,
+                                hint="weights come from `nncompile run` or Model.save")
             if v.shape != want:
                 raise DataError(f"param '{k}' has shape {fmt_shape(v.shape)}, the model "
                                 f"declares {fmt_shape(want)}", file=source,
                                 hint="were these weights trained before the layer's size "
                                      "changed? train again with `nncompile run`")
-            if np.iscomplexobj(v) or not np.issubdtype(v.dtype, np.number) or v.dtype == bool:
-                raise DataError(f"param '{k}' holds {v.dtype} values, not real numbers",
-                                file=source,
-                                hint="weights come from `nncompile run` or Model.save")
             with np.errstate(over="ignore", invalid="ignore"):
                 finite = np.all(np.isfinite(v.astype(np.float32)))
             if not finite:
@@ -295,8 +306,9 @@ class Model:
         if x.ndim == len(per) and x.shape == per:
             x = x[None]
         if x.ndim == 0 or int(np.prod(x.shape[1:])) != size:
-            raise DataError(f"'{name}' expects examples of shape {fmt_shape(per)} ({size} "
-                            f"values each), got an array of shape {fmt_shape(x.shape)}",
+            raise DataError(f"'{name}' expects examples of shape {fmt_shape(per)} "
+                            f"({plural(size, 'value')} each), got an array of shape "
+                            f"{fmt_shape(x.shape)}",
                             hint="the first axis counts the examples")
         if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
             raise DataError(f"'{name}' must hold real numbers, got {x.dtype}",
@@ -305,8 +317,9 @@ class Model:
             out = np.ascontiguousarray(x.reshape((len(x),) + per), dtype=np.float32)
         bad = np.argwhere(~np.isfinite(out))        # (example, entry...) of each
         if len(bad):
-            raise DataError(f"'{name}' example {bad[0][0]} holds a value that is not a finite "
-                            "float32 number (NaN, infinite, or beyond about 3.4e38)",
+            raise DataError(f"'{name}' example {bad[0][0]} (counting from 0) holds a value "
+                            "that is not a finite float32 number (NaN, infinite, or beyond "
+                            "about 3.4e38)",
                             hint="remove or fill those values first")
         return out
 
@@ -388,6 +401,8 @@ class Model:
             raise TypeError(f"unknown training option(s): {', '.join(bad)}")
         for k, v in overrides.items():
             _check_option(k, v)
+        if "data" in overrides:      # a built-in set's name, else a path from the cwd
+            overrides.update(_data_option(overrides["data"]))
         return dataclasses.replace(self.train_config, **overrides)
 
     def save(self, path: str) -> None:
@@ -496,38 +511,43 @@ class Model:
 # TrainConfig fields that are no training option (what the source said, and where)
 INTERNAL = {"device", "present", "spans", "data_is_path"}
 
-# what a fit/trace override may be: (test, what it must be), as the train block checks
+# what a fit/trace override may be: the ranges the train block checks, from
+# train/config.py (LIMITS, CHOICES), so that the two cannot drift apart
 _WHOLE = (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool))
 _REAL = (lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
          and np.isfinite(v))
-OPTIONS = {
-    "optimizer": (lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'"),
-    "normalize": (lambda v: v in ("none", "minmax", "standardize"),
-                  "'none', 'minmax' or 'standardize'"),
-    "device": (lambda v: v in ("cpu", "cuda", "auto"), "'cpu', 'cuda' or 'auto'"),
-    "batch": (lambda v: _WHOLE(v) and 1 <= v <= 2 ** 31 - 1, "a whole number of 1 or more"),
-    "accumulate": (lambda v: _WHOLE(v) and 1 <= v <= 2 ** 31 - 1,
-                   "a whole number of 1 or more"),
-    "epochs": (lambda v: _WHOLE(v) and 0 <= v <= 2 ** 31 - 1, "a whole number of 0 or more"),
-    "seed": (lambda v: _WHOLE(v) and v >= 0, "a whole number of 0 or more"),
-    "early_stop": (lambda v: v is None or _WHOLE(v) and v >= 1,
-                   "None or a whole number of 1 or more"),
-    "clip": (lambda v: v is None or _REAL(v) and v > 0, "None or a positive number"),
-    "split": (lambda v: v is None or _REAL(v) and 0 <= v < 1, "None or a fraction in [0, 1)"),
-    "lr": (lambda v: _REAL(v) and v > 0, "a positive number"),
-    "momentum": (lambda v: _REAL(v) and v >= 0, "a number of 0 or more"),
-    "beta1": (lambda v: _REAL(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "beta2": (lambda v: _REAL(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "eps": (lambda v: _REAL(v) and v >= 0, "a number of 0 or more"),
-    "shuffle": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
-}
+
+
+def _data_option(data) -> dict:
+    """fit(data=...): the name of a built-in set, or else a data file's path
+    (relative to the working folder, where the train block's is relative to
+    the model's)."""
+    from .train.data import BUILTIN
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"data must be a built-in set's name or a file path, got "
+                        f"{type(data).__name__}; pass arrays as fit(x=..., y=...)")
+    data = os.fspath(data)
+    if data in BUILTIN:
+        return {"data": data, "data_is_path": False}
+    return {"data": os.path.abspath(data), "data_is_path": True}
 
 
 def _check_option(key: str, value) -> None:
     """A ValueError when a training option given from Python is out of range."""
-    rule = OPTIONS.get(key)
-    if rule is not None and not rule[0](value):
-        raise ValueError(f"{key} must be {rule[1]}, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        *most, last = (f"'{c}'" for c in CHOICES[key])
+        raise ValueError(f"{key} must be {', '.join(most)} or {last}, got {value!r}")
+    if key == "shuffle" and not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"shuffle must be True or False, got {value!r}")
+    limit = LIMITS.get(key)
+    if limit is None or value is None and getattr(TrainConfig, key) is None:
+        return
+    if _REAL(value) and (_WHOLE(value) or not limit.whole) and limit.allows(value):
+        return
+    if _REAL(value) and not limit.open_high and value > limit.high:
+        raise ValueError(f"{key} must be at most {limit.high}, got {value!r}")
+    none = "None or " if getattr(TrainConfig, key) is None else ""
+    raise ValueError(f"{key} must be {none}{limit.words()}, got {value!r}")
 
 
 def check_output_folder(path: str) -> None:
@@ -538,19 +558,28 @@ def check_output_folder(path: str) -> None:
                         hint="choose an output path inside a folder")
 
 
-def writable(path: str) -> None:
+def writable(path: str, make: bool = True) -> None:
     """A DataError, naming path, when a file cannot be written there: path is
-    a folder, its folder is a file, or the folder cannot be made or written."""
+    a folder, its folder is a file, or the folder cannot be made or written.
+    With make False a missing folder is not made (a check before a long run
+    that may write nothing): the nearest folder that exists must be writable."""
     check_output_folder(path)
     if os.path.isdir(path):
         raise DataError("cannot write here: it is a folder", file=path,
                         hint="rename or remove that folder, or write the file elsewhere")
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot make the folder {folder} ({e.strerror or e})", file=path,
-                        hint="choose a path inside a folder you may write to") from None
+    if make:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"cannot make the folder {folder} ({e.strerror or e})", file=path,
+                            hint="choose a path inside a folder you may write to") from None
+    else:
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise DataError(f"cannot write here: {folder} is a file, not a folder", file=path,
+                            hint="choose an output path inside a folder")
     if not os.access(folder, os.W_OK):
         raise DataError(f"cannot write here: the folder {folder} is not writable", file=path,
                         hint="choose a path inside a folder you may write to")
@@ -566,9 +595,32 @@ def write_files(files: list) -> None:
     """Each (path, write) written by write(f) into a temporary file beside its
     path; once every one is written, each renamed over its path. A failure
     is a DataError naming the path, and leaves every path as it was (a
-    failure in the renames themselves, after all were written, aside)."""
-    for path, _ in files:
-        writable(path)
+    failure in the renames themselves, after all were written, aside). A
+    Ctrl-C waits until every file is written, so that none is left half done
+    and the caller can say what was written."""
+    with _interrupt_after():
+        for path, _ in files:
+            writable(path)
+        _write_files(files)
+
+
+@contextlib.contextmanager
+def _interrupt_after():
+    """Defers a Ctrl-C (SIGINT, in the main thread) to the end of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught and callable(old):
+            old(*caught[0])
+
+
+def _write_files(files: list) -> None:
     temps = []
     current = files[0][0] if files else ""
     try:

@@ -234,9 +234,10 @@ def random_start(model, cfg, e: DataError, rows: int = BATCH) -> tuple:
     """(inputs, targets, what): a random float32 batch for a model whose data
     could not be loaded (e says why), with the reason in words."""
     leaves = {k: v.astype(np.float32) for k, v in random_batch(model, rows=rows).items()}
+    where = "" if not e.file else f"{e.file}: " if e.row is None else f"{e.file}:{e.row}: "
     why = "the model has no train block" if not cfg.present else \
         "the train block names no data" if cfg.data is None else \
-        f"the data did not load: {e.file + ': ' if e.file else ''}{e.message}"
+        f"the data did not load: {where}{e.message}"
     return ({k: leaves[k] for k in model.inputs}, {k: leaves[k] for k in model.targets},
             f"a random batch of {rows} example{'s' * (rows != 1)} ({why})")
 

@@ -8,24 +8,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
-import numpy as np
+from .diagnostics import DataError, Diagnostic, NNCompileError, plural
+from .train.config import MAX_INT
 
-from .diagnostics import DataError, Diagnostic, NNCompileError
+# numpy, lark and the compiler are imported inside the commands, after main()
+# is ready to catch a Ctrl-C (their imports take about half a second).
 
 EPILOG = "docs: docs/cli.md and docs/language.md; exit status 0 ok, 1 model/data fault, 2 usage"
 
 
 def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not re.fullmatch(r"-?[0-9]+", text):     # int() also takes "1_0", " 3", "３"
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
+    value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    if value > 2 ** 31 - 1:
-        raise argparse.ArgumentTypeError(f"must be at most 2147483647, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {value}")
     return value
 
 
@@ -101,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
                         "beside it")
     g.add_argument("--output", metavar="FILE", help=".png, .svg or .pdf (default: the "
                                                     "first history's name, ending .png)")
+    for name, sp in sub.choices.items():     # a stray argument gets the command's usage
+        sp.set_defaults(command_parser=sp)
     return p
 
 
@@ -111,13 +115,16 @@ def _version() -> str:
 
 def main(argv=None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "predict" and args.output is not None:
         for flag in ("weights", "input"):
             if os.path.realpath(args.output) == os.path.realpath(getattr(args, flag)) or \
                     _same_file(args.output, getattr(args, flag)):
-                p.error(f"--output {args.output} is also the --{flag} file; writing it would "
-                        "lose what it holds: choose another name")
+                args.command_parser.error(f"--output {args.output} is also the --{flag} "
+                                          "file; writing it would lose what it holds: "
+                                          "choose another name")
     try:
         return COMMANDS[args.command](args)
     except NNCompileError as e:
@@ -151,6 +158,8 @@ def main(argv=None) -> int:
 def _compile(path: str, **options):
     """The model at path: always a file here, never source text."""
     from . import api
+    if not path:
+        raise DataError("the model file's name is empty", hint="give the path of a .nn file")
     if os.path.isdir(path):
         raise DataError("this is a folder, not a model file", file=path,
                         hint="give the .nn file itself")
@@ -208,15 +217,21 @@ def cmd_run(args) -> int:
                         hint=f"give a folder; run writes {stem}.weights.npz and "
                              f"{stem}.history.json into it")
     from .api import writable, write_files
-    for path in (weights, history_path):      # before training, not after it
-        writable(path)
+    for path in (weights, history_path):      # before training, not after it; a missing
+        writable(path, make=False)            # --out folder is made only when writing
+    if epochs == 0:      # nothing trained: keep any weights a run before wrote
+        print(f"nncompile: {model.name}: 0 epochs, nothing to train; nothing was written")
+        return 0
 
     start = {}
 
     def header(rows):
         start.update(rows)
+        if args.quiet:
+            return
         held = f" + {rows['test']} held out" if rows["test"] else ""
-        print(f"nncompile: training {model.name} on {cfg.data}, {rows['train']} examples{held} "
+        print(f"nncompile: training {model.name} on {cfg.data}, "
+              f"{plural(rows['train'], 'example')}{held} "
               f"({model.device}, {epochs} epoch{'' if epochs == 1 else 's'}, "
               f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
                                       else "") + ")", flush=True)
@@ -254,8 +269,22 @@ def cmd_run(args) -> int:
     if "grad_rms" in start:
         doc["grad_rms_start"] = start["grad_rms"]
     text = json.dumps({**doc, "epochs": history}, indent=1)
-    write_files([(weights, model.write_params),
-                 (history_path, lambda f: f.write(text.encode()))])
+    try:     # a Ctrl-C while writing waits until both files are written (write_files)
+        write_files([(weights, model.write_params),
+                     (history_path, lambda f: f.write(text.encode()))])
+        summarize(model, history, start, args)
+    except KeyboardInterrupt:
+        print(f"nncompile: interrupted; wrote {weights} and {history_path}", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"wrote {weights}\nwrote {history_path}")
+    return 0
+
+
+def summarize(model, history: list, start: dict, args) -> None:
+    """What `run` prints after training: early stopping, the final losses and
+    accuracies (of the kept epoch), an overfitting note, the --grad-rms table."""
+    cfg = model.train_config
     if history:
         last = history[-1]
         best = next((r for r in history if r.get("best")), None)
@@ -275,8 +304,6 @@ def cmd_run(args) -> int:
             print(note)
         if args.grad_rms:
             print("\n".join(grad_rms_lines(model, start["grad_rms"], history, start["train"])))
-    print(f"wrote {weights}\nwrote {history_path}")
-    return 0
 
 
 def early_stop_lines(history: list, patience) -> list:
@@ -303,6 +330,8 @@ def grad_rms_lines(model, start: dict, history: list, examples: int) -> list:
     for two or more weights (params of two or more axes), how many times the
     largest weight gradient is the smallest: a ratio of 100 or more that
     stays is vanishing gradients."""
+    import numpy as np
+
     from .check import _table
     picks = sorted({int(round(i)) for i in np.linspace(0, len(history) - 1, GRAD_COLUMNS)})
     columns = [("start", start)] + [(f"epoch {history[i]['epoch']}", history[i]["grad_rms"])
@@ -319,8 +348,9 @@ def grad_rms_lines(model, start: dict, history: list, examples: int) -> list:
         rows.append(("largest / smallest weight",) + tuple(spread(g) for _, g in columns))
     cfg = model.train_config
     rows_used = min(cfg.batch * cfg.accumulate, examples)
-    return [f"gradient RMS of each param on a fixed batch, the {rows_used} examples of the "
-            "first update (as `check` shows them at the start):"] + \
+    return [f"gradient RMS of each param on a fixed batch, the "
+            f"{plural(rows_used, 'example')} of the first update (as `check` shows them at "
+            "the start):"] + \
         ["  " + line for line in _table(rows, right=range(1, len(columns) + 1))]
 
 
@@ -332,6 +362,7 @@ def overfitting_note(history: list) -> str | None:
     """A note when the run overfitted: the held-out loss ended OVERFIT_RISE
     times above its lowest, reached OVERFIT_AFTER or more epochs before the
     end, while the training loss went on falling."""
+    import numpy as np
     losses = [r.get("test_loss") for r in history]
     if len(history) <= OVERFIT_AFTER or any(v is None or not np.isfinite(v) for v in losses):
         return None
@@ -366,6 +397,8 @@ def _at_data_line(model, e: DataError) -> NNCompileError:
 # check -----------------------------------------------------------------------
 
 def cmd_check(args) -> int:
+    import numpy as np
+
     from .check import gradient_check, gradient_sizes, summary
     model = _compile(args.model, device="cpu", quiet=True)
     print(summary(model))
@@ -425,16 +458,45 @@ def cmd_emit(args) -> int:
 # predict ---------------------------------------------------------------------
 
 def read_input(path: str, model) -> object:
-    """An input file as an array (one input) or a dict keyed by input names."""
+    """An input file as an array (one input) or a dict keyed by input names.
+    An .npy or .npz must be one by its first bytes, a .csv must not."""
+    import numpy as np
+
+    anything = "give a .npy, .npz or .csv file of input examples"
     if not os.path.exists(path):
-        raise DataError("no such input file", file=path,
-                        hint="give a .npy, .npz or .csv file of input examples")
+        raise DataError("no such input file", file=path, hint=anything)
+    if os.path.isdir(path):
+        raise DataError("this is a folder, not an input file", file=path, hint=anything)
     names = list(model.inputs)
+    several = f"an .npz with arrays {', '.join(names)}"
     low = path.lower()
+    ext = next((e for e in (".npy", ".npz", ".csv") if low.endswith(e)), None)
+    if ext is None:
+        raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
     try:
-        if low.endswith(".npy"):
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror})", file=path,
+                        hint="check that the file is readable") from None
+    kind = ".npy" if head == b"\x93NUMPY" else \
+        ".npz" if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") else None
+    what = {".npy": "an .npy file", ".npz": "an .npz archive", ".csv": "csv text"}
+    if kind and kind != ext:
+        raise DataError(f"the file is {what[kind]}, not {what[ext]}", file=path,
+                        hint=f"rename it to {path[:-4]}{kind}")
+    if kind is None and ext != ".csv":
+        raise DataError(f"the file is not {what[ext]}: it does not start as numpy writes one",
+                        file=path, hint=("np.save(path, array) writes an .npy" if ext == ".npy"
+                                         else "np.savez(path, x=array) writes an .npz") +
+                        "; a text file of numbers is a .csv")
+    if ext == ".npy" and len(names) > 1:
+        raise DataError(f"an .npy holds one array, but the model has inputs {', '.join(names)}",
+                        file=path, hint=f"give {several}")
+    try:
+        if ext == ".npy":
             return np.load(path, allow_pickle=False)
-        if low.endswith(".npz"):
+        if ext == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if all(n in z.files for n in names):
                     return {n: z[n] for n in names} if len(names) > 1 else z[names[0]]
@@ -446,25 +508,25 @@ def read_input(path: str, model) -> object:
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"cannot read the file ({e})", file=path,
-                        hint="save the inputs with np.save (one array) or np.savez (an array "
-                             "per input)") from None
-    if low.endswith(".csv"):
-        from .train.data import load_file
-        if len(names) != 1:
-            raise DataError("a .csv feeds a model with one input", file=path,
-                            hint="use an .npz with one array per input: " + ", ".join(names))
-        shape = model.inputs[names[0]]
-        size = int(np.prod(shape))
-        try:
-            return load_file(path, size, 0).x
-        except DataError as e:
-            if e.row is None or e.hint is not None:
-                raise
-            raise DataError(e.message, file=e.file, row=e.row,
-                            hint=f"the model's input '{names[0]}' is {list(shape)}: one "
-                                 f"example of {size} values per row") from None
-    raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
+        what = "the array holds Python objects, not numbers" if "allow_pickle" in str(e) \
+            else f"cannot read the file: it is cut short or damaged ({e})"
+        raise DataError(what, file=path,
+                        hint="save numeric inputs with np.save (one array) or np.savez (an "
+                             "array per input)") from None
+    from .train.data import load_file
+    if len(names) != 1:
+        raise DataError("a .csv feeds a model with one input", file=path,
+                        hint=f"give {several}")
+    shape = model.inputs[names[0]]
+    size = int(np.prod(shape))
+    try:
+        return load_file(path, size, 0).x
+    except DataError as e:
+        if e.row is None or e.hint is not None:
+            raise
+        raise DataError(e.message, file=e.file, row=e.row,
+                        hint=f"the model's input '{names[0]}' is {list(shape)}: one "
+                             f"example of {size} values per row") from None
 
 
 def output_format(path: str, several: bool) -> str:
@@ -483,6 +545,8 @@ def output_format(path: str, several: bool) -> str:
 def write_output(path: str, outputs: dict) -> None:
     """The outputs (name -> array) into path: an .npz holds each under its
     name; an .npy or a .csv holds the one output of a model with one."""
+    import numpy as np
+
     from .api import write_atomic
     ext = output_format(path, len(outputs) > 1)
     if ext == ".npz":
@@ -498,6 +562,7 @@ def write_output(path: str, outputs: dict) -> None:
 
 
 def cmd_predict(args) -> int:
+    import numpy as np
     model = _compile(args.model, device=args.device, quiet=True)
     if not model.graph.outputs:
         raise DataError(f"model {model.name} declares no output, so there is nothing to "
@@ -520,7 +585,7 @@ def cmd_predict(args) -> int:
     items = named.items()
     with np.printoptions(precision=6, suppress=True, linewidth=120, threshold=sys.maxsize):
         for name, arr in items:
-            print(f"# {name}: {arr.shape[0]} rows of {list(arr.shape[1:])}")
+            print(f"# {name}: {plural(arr.shape[0], 'row')} of {list(arr.shape[1:])}")
             for row in arr.reshape(len(arr), -1):
                 print(" ".join(f"{v:.6g}" for v in row))
     return 0

@@ -6,7 +6,8 @@
     hint: HOW TO FIX
 
 CompileError carries one or more Diagnostics (semantic checks collect all of
-them before stopping); DataError names a data file and, where known, a row.
+them before stopping); DataError names a data file and, where known, a row,
+or a span of the model file.
 """
 from __future__ import annotations
 
@@ -79,11 +80,20 @@ class CompileError(NNCompileError):
 
 
 class DataError(NNCompileError):
-    """A data, weights or input file that does not fit: names the file and the row."""
+    """A data, weights or input file that does not fit: names the file and the row.
+    A fault the model file itself shows (a train block without data) has a span
+    instead, and reads as a Diagnostic: FILE:LINE:COL, the line and a caret
+    when the source is given, the hint."""
 
     def __init__(self, message: str, file: str | None = None, row: int | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, span: Span | None = None, source: str | None = None):
+        if span is not None and file is None:
+            file = span.file
         self.message, self.file, self.row, self.hint = message, file, row, hint
+        self.span, self.source = span, source
+        if span is not None:
+            super().__init__(Diagnostic(span, message, hint).render(source))
+            return
         where = ""
         if file is not None:
             where = f"{file}:{row}: " if row is not None else f"{file}: "

@@ -39,9 +39,14 @@ def read_history(path: str) -> tuple[str, list, dict | None]:
         raise DataError("not a training history: it has no list of epochs", file=path,
                         hint=HINT_RUN)
     for i, r in enumerate(records):
-        if not (isinstance(r, dict) and _number(r.get("epoch")) and _number(r.get("loss"))):
-            raise DataError(f"epoch record {i + 1} has no number for 'epoch' and 'loss'",
+        if not isinstance(r, dict):
+            raise DataError(f"epoch record {i + 1} is {r!r}, not a record of numbers",
                             file=path, hint=HINT_RUN)
+        missing = [k for k in ("epoch", "loss") if not _number(r.get(k))]
+        if missing:
+            raise DataError(f"epoch record {i + 1} has no number for "
+                            f"{' and '.join(repr(k) for k in missing)}", file=path,
+                            hint=HINT_RUN)
         for key in CURVES:
             if key in r and not _number(r[key]):
                 raise DataError(f"epoch record {i + 1} has {r[key]!r} for '{key}', not a "

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .diagnostics import DataError
+from .diagnostics import DataError, plural
 from .ir.evaluate import evaluate
 from .ir.graph import fmt_shape
 from .ops.registry import REGISTRY
@@ -93,8 +93,8 @@ def first_update(model, cfg) -> tuple:
     idx = first_rows(cfg, n)
     steps = f"{cfg.accumulate} accumulated mini-batches of {cfg.batch}, as one batch: " \
         if cfg.accumulate > 1 else ""
-    what = (f"the first update of epoch 1 ({steps}{len(idx)} of the {n} training examples "
-            f"of '{cfg.data}', seed {cfg.seed})")
+    what = (f"the first update of epoch 1 ({steps}{len(idx)} of the "
+            f"{plural(n, 'training example')} of '{cfg.data}', seed {cfg.seed})")
     return ({k: v[idx] for k, v in xs.items()}, {k: v[idx] for k, v in ys.items()}, what)
 
 

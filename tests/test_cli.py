@@ -164,7 +164,7 @@ def test_run_notes_that_digits_mlp_overfits(work):
     from nncompile.cli import overfitting_note
     note = overfitting_note(history)
     assert note.startswith("note: overfitting: the held-out loss was lowest at epoch 9 (")
-    assert r.stdout.splitlines()[-4:-2] == note.splitlines()
+    assert r.stdout.splitlines()[-2:] == note.splitlines()     # --quiet: no "wrote" lines
     (work / "es.nn").write_text((work / "digits_mlp.nn").read_text().replace(
         "epochs    = 30", "epochs    = 30\n  early_stop = 30"))
     r = cli("run", "es.nn", "--device", "cpu", "--quiet", cwd=work)
@@ -358,7 +358,7 @@ def test_run_grad_rms_prints_the_table_and_writes_the_gradients(work):
               for c in columns]
     assert lines[at + 7].split() == ["largest", "/", "smallest", "weight"] + \
         [f"{v:.0f}x" for v in spread]
-    assert lines[at + 8] == f"wrote {work / 'xor.weights.npz'}"
+    assert len(lines) == at + 8           # --quiet: no "wrote" lines after the table
 
 
 def test_run_grad_rms_shows_the_gradients_of_a_diverging_run(work):
@@ -366,9 +366,10 @@ def test_run_grad_rms_shows_the_gradients_of_a_diverging_run(work):
     r = cli("run", "deep.nn", "--device", "cpu", "--grad-rms", "--quiet", cwd=work)
     user_fault(r, "deep.nn:27:15: error: training diverged: the loss became nan in epoch 1 "
                   "of 20 (exploding gradients), so the run stopped and wrote nothing")
-    lines = r.stdout.splitlines()
-    assert lines[2].split() == ["param", "start", "epoch", "1"]
-    first = lines[4].split()
+    lines = r.stdout.splitlines()                  # --quiet: no header, only the table
+    assert lines[0].startswith("gradient RMS of each param on a fixed batch, the 32 examples")
+    assert lines[1].split() == ["param", "start", "epoch", "1"]
+    first = lines[3].split()
     assert first[0] == "h1.weight" and float(first[1]) > 1 and first[2] == "nan"
     assert lines[-1].split()[-1] == "-"         # no spread of gradients that are not finite
 
@@ -808,3 +809,101 @@ def test_check_of_a_loss_that_is_not_finite_fails_and_says_why(work):
     assert lines[at + 1].startswith("  hint: the loss or a gradient is not a finite number")
     notes = [ln for ln in lines if ln.startswith("note:")]
     assert notes == ["note: the loss at the start is nan, not a finite number"]
+
+
+# run's edges: --quiet, 0 epochs, --out, Ctrl-C while writing ----------------------------
+
+def test_run_quiet_prints_only_the_summary(work):
+    r = cli("run", "xor.nn", "--epochs", "3", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((work / "xor.history.json").read_text())["epochs"]
+    last = history[-1]
+    assert r.stdout == (f"final: loss {last['loss']:.6f}, train accuracy "
+                        f"{last['train_accuracy']:.4f}\n")
+
+
+def test_run_with_0_epochs_keeps_the_weights_a_run_wrote(work):
+    r = cli("run", "xor.nn", "--epochs", "3", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    before = {f: (work / f).read_bytes() for f in ("xor.weights.npz", "xor.history.json")}
+    r = cli("run", "xor.nn", "--epochs", "0", "--device", "cpu", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "nncompile: xor: 0 epochs, nothing to train; nothing was written\n"
+    assert {f: (work / f).read_bytes() for f in before} == before
+    (work / "zero.nn").write_text((work / "xor.nn").read_text().replace(
+        "epochs    = 2000", "epochs    = 0"))
+    assert "epochs    = 0" in (work / "zero.nn").read_text()
+    r = cli("run", "zero.nn", "--device", "cpu", cwd=work)
+    assert r.returncode == 0 and "0 epochs, nothing to train" in r.stdout
+    assert not (work / "zero.weights.npz").exists()
+
+
+def test_run_makes_the_out_folder_only_when_it_writes(work):
+    (work / "bad.nn").write_text((work / "xor.nn").read_text().replace(
+        "data      = xor", 'data      = "missing.csv"'))
+    r = cli("run", "bad.nn", "--device", "cpu", "--out", "new/dir", cwd=work)
+    assert r.returncode == 1 and "missing.csv" in r.stderr
+    assert not (work / "new").exists()
+    (work / "file").write_text("")
+    lines = user_fault(cli("run", "xor.nn", "--device", "cpu", "--out", "file/sub", cwd=work),
+                       f"{os.path.join('file', 'sub', 'xor.weights.npz')}: error: cannot write "
+                       f"here: {work / 'file'} is a file, not a folder")
+    assert lines[1] == "hint: choose an output path inside a folder"
+    r = cli("run", "xor.nn", "--epochs", "1", "--device", "cpu", "--out", "new/dir", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(work / "new" / "dir")) == ["xor.history.json", "xor.weights.npz"]
+
+
+def test_ctrl_c_while_writing_waits_until_every_file_is_written(tmp_path):
+    from nncompile.api import write_files
+    (tmp_path / "a").write_bytes(b"old a")
+    (tmp_path / "b").write_bytes(b"old b")
+
+    def first(f):
+        os.kill(os.getpid(), signal.SIGINT)     # Ctrl-C while the first file is written
+        f.write(b"new a")
+
+    with pytest.raises(KeyboardInterrupt):
+        write_files([(str(tmp_path / "a"), first),
+                     (str(tmp_path / "b"), lambda f: f.write(b"new b"))])
+    assert (tmp_path / "a").read_bytes() == b"new a"
+    assert (tmp_path / "b").read_bytes() == b"new b"
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_after_writing_says_what_was_written(work, monkeypatch, capsys):
+    from nncompile import cli as cli_module
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "summarize", interrupted)
+    path = str(work / "xor.nn")
+    assert cli_module.main(["run", path, "--epochs", "2", "--device", "cpu"]) == 130
+    err = capsys.readouterr().err
+    assert err == (f"nncompile: interrupted; wrote {work / 'xor.weights.npz'} and "
+                   f"{work / 'xor.history.json'}\n")
+    assert len(json.loads((work / "xor.history.json").read_text())["epochs"]) == 2
+
+
+def test_the_command_line_imports_neither_numpy_nor_lark_before_main():
+    """A Ctrl-C while numpy and lark load (about half a second) is then caught
+    by main() (exit 130, one line) rather than shown as a traceback."""
+    r = subprocess.run([sys.executable, "-c", "import sys, nncompile.cli; "
+                        "print(sorted(k for k in ('numpy', 'lark') if k in sys.modules))"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "[]\n", r.stderr
+
+
+def test_stray_arguments_and_odd_numbers_are_usage_errors(work):
+    r = cli("check", "xor.nn", "extra", cwd=work)
+    usage_error(r, "nncompile check: error: unrecognized arguments: extra")
+    assert r.stderr.startswith("usage: nncompile check ")
+    r = cli("run", "xor.nn", "--frob", cwd=work)
+    usage_error(r, "nncompile run: error: unrecognized arguments: --frob")
+    for text in ("1_0", "\uff13", " 3", "+3"):
+        usage_error(cli("run", "xor.nn", "--epochs", text, cwd=work),
+                    f"argument --epochs: '{text}' is not a whole number")
+    lines = user_fault(cli("run", "", cwd=work), "error: the model file's name is empty")
+    assert lines[1] == "hint: give the path of a .nn file"

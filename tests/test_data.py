@@ -147,8 +147,8 @@ def test_values_beyond_float32_are_named_not_turned_into_infinity(tmp_path):
                                                  "holds (about 3.4e38)")
     q = tmp_path / "d.npz"
     np.savez(q, x=np.array([[0.0, 1e39]]), y=np.array([[1.0]]))
-    with pytest.raises(DataError, match="'x' example 0 holds a value that is not a finite "
-                                        "float32 number"):
+    with pytest.raises(DataError, match=r"'x' example 0 \(counting from 0\) holds a value "
+                                        "that is not a finite float32 number"):
         load_file(str(q), 2, 1)
     np.savez(q, x=np.array([[1 + 2j, 0]]), y=np.array([[1.0]]))
     with pytest.raises(DataError, match="array 'x' holds complex numbers"):
@@ -158,9 +158,9 @@ def test_values_beyond_float32_are_named_not_turned_into_infinity(tmp_path):
 def test_api_inputs_and_weights_that_are_not_finite_float32_numbers():
     import nncompile
     m = nncompile.compile_source("input x[2]\noutput p = dense(x, 1)\n", device="cpu")
-    for bad, what in ((np.array([[np.nan, 1.0]]), "'x' example 0 holds a value that is not a "
-                                                  "finite float32 number"),
-                      (np.array([[0, 0], [0, 1e39]]), "'x' example 1 holds a value"),
+    for bad, what in ((np.array([[np.nan, 1.0]]), r"'x' example 0 \(counting from 0\) holds "
+                                                  "a value that is not a finite float32 number"),
+                      (np.array([[0, 0], [0, 1e39]]), r"'x' example 1 \(counting from 0\) holds"),
                       (np.array([[1j, 0]]), "'x' must hold real numbers, got complex128")):
         with pytest.raises(DataError, match=what):
             m.predict(bad)
@@ -207,6 +207,116 @@ def test_missing_file_and_unknown_extension(tmp_path):
     assert ".csv" in e.value.hint and ".npz" in e.value.hint and "idx" in e.value.hint
 
 
+def test_csv_bad_byte_is_named_at_its_line_and_column(tmp_path):
+    p = tmp_path / "bad8.csv"
+    p.write_bytes(b"0,0,0\n1,\xff,1\n")
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert str(e.value) == (f"{p}:2: error: column 2: byte 0xff is not UTF-8 text\nhint: save "
+                            "the file as UTF-8 text: one example per line, its numbers "
+                            "separated by commas")
+    p.write_bytes(b"\xef\xbb\xbf0,0,0\r\n1,1,1\r\n1,1,\xfe\r\n")     # BOM and CRLF
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert (e.value.row, e.value.message) == (3, "column 3: byte 0xfe is not UTF-8 text")
+
+
+@pytest.mark.parametrize("text, row, message", [
+    ("0;0;0\n1;1;1\n", 1,
+     "cells are separated by ';'; nncompile reads comma-separated values"),
+    ("a;b;y\n0;0,5;1\n", 1,
+     "cells are separated by ';'; nncompile reads comma-separated values"),
+    ("a\tb\ty\n0\t0\t1\n", 1,
+     "cells are separated by tabs; nncompile reads comma-separated values"),
+    ('"0,0,0\n1,1,1\n', 1, "unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+    ('0,0,0\n1,"1,1\n0,1,1\n', 2, "unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+    ('0,0,0\n1,"1\n2",1\n', 2,
+     "column 2: a quoted cell runs from line 2 to line 3: is a '\"' unbalanced?"),
+    ('"0"1,0,0\n', 1, "a quoted cell goes on after its closing '\"'"),
+    ("1,2,label\n0,1,1\n", 1, "column 3: 'label' is not a finite number"),
+])
+def test_malformed_csv_is_named_at_its_line_not_taken_for_a_header(tmp_path, text, row, message):
+    p = tmp_path / "d.csv"
+    p.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert (e.value.row, e.value.message) == (row, message)
+    assert e.value.hint
+
+
+def test_a_first_row_with_numbers_and_names_says_both_readings(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [[1, 2, "label"], [0, 1, 1]])
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert e.value.hint == ("line 1 is an example, as it holds numbers ('1', '2'): every cell of "
+                            "an example is a number such as 3, -0.5 or 1e-3, and no cell of a "
+                            "header is (name a column x1, not 1)")
+
+
+def test_real_headers_are_still_accepted(tmp_path):
+    for i, text in enumerate(['"a, b",c,y\n0,0,1\n', "\n\nx1,x2,y\n\n0,0,1\n",
+                              '"u","v","class"\r\n0,0,1\r\n', "\ufeffa,b,y\n0,0,1\n"]):
+        p = tmp_path / f"h{i}.csv"
+        p.write_text(text, encoding="utf-8")
+        ds = load_file(str(p), 2, 1)
+        assert ds.x.tolist() == [[0, 0]] and ds.y.tolist() == [[1]], text
+
+
+@pytest.mark.parametrize("cell, what", [("1_0", "is not a plain decimal number"),
+                                        ("\uff13", "is not a plain decimal number"),
+                                        ("0x1f", "is not a finite number"),
+                                        ("infinity", "is not a finite number")])
+def test_csv_cells_must_be_plain_decimal_numbers(tmp_path, cell, what):
+    p = tmp_path / "d.csv"
+    p.write_text(f"0,0,0\n0,{cell},1\n", encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 1)
+    assert (e.value.row, e.value.message) == (2, f"column 2: '{cell}' {what}")
+    assert e.value.hint.startswith("every cell is a number such as 3, -0.5 or 1e-3")
+    p.write_text("1.,-.5,+2e-1\n", encoding="utf-8")
+    assert load_file(str(p), 2, 1).x.tolist() == [[1.0, -0.5]]
+
+
+def test_input_only_csv_hints_say_nothing_of_targets(tmp_path):
+    p = tmp_path / "in.csv"
+    p.write_text("")
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 0)
+    assert e.value.hint == "give one input example per row, its values separated by commas"
+    p.write_text("0,1e39\n")
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 0)
+    assert (e.value.row, e.value.hint) == (1, "float32 holds numbers up to about 3.4e38; give "
+                                              "the inputs in the units of the training data")
+
+
+def test_check_and_trace_name_the_csv_row_of_data_that_did_not_load(tmp_path):
+    import nncompile
+    from nncompile.check import start_batch
+    (tmp_path / "d.csv").write_text("0,0,0\n1,x,1\n")
+    (tmp_path / "n.nn").write_text("input x[2]\ntarget y[1]\noutput p = dense(x, 1)\n"
+                                   "loss mse(p, y)\ntrain {\n  data = \"d.csv\"\n}\n")
+    model = nncompile.compile(str(tmp_path / "n.nn"), device="cpu")
+    why = f"(the data did not load: {tmp_path / 'd.csv'}:2: column 2: 'x' is not a finite " \
+          "number)"
+    assert start_batch(model)[2].endswith(f" examples {why}")
+    assert why in str(model.trace()).splitlines()[0]
+
+
+def test_a_data_set_for_two_inputs_names_the_command_line_and_python():
+    import nncompile
+    m = nncompile.compile_source("input a[1]\ninput b[1]\ntarget y[1]\n"
+                                 "output p = dense(a, 1) + dense(b, 1)\nloss mse(p, y)\n"
+                                 "train {\n  data = not\n}\n", device="cpu")
+    with pytest.raises(DataError) as e:
+        m.fit(epochs=1)
+    assert e.value.message == ("a data set feeds models with one input and one target; this "
+                               "model has 2 inputs and 1 target")
+    assert e.value.hint == ("the command line runs models with one input and one target from a "
+                            "data set; from Python, pass dicts keyed by input and target name "
+                            "to fit(x=..., y=...)")
+
+
 # ---------------------------------------------------------------- npz
 
 def test_npz_labels_and_values(tmp_path):
@@ -237,6 +347,33 @@ def test_npz_errors(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz file"):
         load_file(str(p), 2, 1)
+
+
+def test_npz_label_hints_say_labels_are_0_to_n_minus_1(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.zeros((3, 2)), y=np.array([0, 1, -1]))
+    with pytest.raises(DataError) as e:
+        prepare(load_file(str(p), 2, 3), (2,), (3,), 0.0, "none", 0)
+    assert str(e.value) == (f"{p}: error: class label -1 of example 2 (counting from 0) is "
+                            "outside 0..2 for the target [3]\nhint: class labels are 0..N-1 "
+                            "for a target y[N], one entry per class")
+
+
+def test_npz_float_labels_are_class_labels_when_whole(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.zeros((3, 2)), y=np.array([0.0, 1.0, 2.0]))
+    ds = load_file(str(p), 2, 3)
+    assert ds.labels and ds.y.dtype == np.int64 and ds.y.tolist() == [0, 1, 2]
+    assert prepare(ds, (2,), (3,), 0.0, "none", 0).y_train.tolist() == np.eye(3).tolist()
+    ds = load_file(str(p), 2, 1)                  # one target entry: values, as before
+    assert not ds.labels and ds.y.tolist() == [[0], [1], [2]]
+    np.savez(p, x=np.zeros((3, 2)), y=np.array([0.0, 1.5, 2.0]))
+    with pytest.raises(DataError) as e:
+        load_file(str(p), 2, 3)
+    assert str(e.value) == (f"{p}: error: a 1-D 'y' holds class labels for the 3-entry target, "
+                            "but example 1 (counting from 0) is 1.5, not a whole number 0..2\n"
+                            "hint: save the labels 0..2 as integers (y.astype(int)), or target "
+                            "values as a 'y' of shape (n, 3)")
 
 
 # ---------------------------------------------------------------- MNIST idx
@@ -354,7 +491,8 @@ def test_prepare_labels():
     assert sp.y_train.shape == (3, 1, 2)
     sp = prepare(ds, (1,), (1, 1), 0.0, "none", 0)        # one entry: still a value
     assert sp.y_train.tolist() == [[[0]], [[1]], [[1]]]
-    with pytest.raises(DataError, match=r"class label 5 of example 2 is outside 0\.\.2"):
+    with pytest.raises(DataError, match=r"class label 5 of example 2 \(counting from 0\) is "
+                                        r"outside 0\.\.2"):
         prepare(_ds([[0], [1], [2]], [0, 1, 5], labels=True), (1,), (3,), 0.0, "none", 0)
 
 
@@ -490,9 +628,10 @@ def test_preparation_faults_have_hints():
     ds = Dataset(np.zeros((4, 3), np.float32), np.array([0, 1, 5, 2]), True, "d.csv", 0.2)
     with pytest.raises(DataError) as info:
         prepare(ds, (3,), (4,), 0.2, "none", 0)
-    assert str(info.value) == ("d.csv: error: class label 5 of example 2 is outside 0..3 for "
-                               "the target [4]\nhint: the target needs one entry per class: "
-                               "target y[6] for labels 0..5")
+    assert str(info.value) == ("d.csv: error: class label 5 of example 2 (counting from 0) is "
+                               "outside 0..3 for the target [4]\nhint: class labels are 0..N-1 "
+                               "for a target y[N], one entry per class: labels 0..5 need "
+                               "target y[6]")
     for args, text in [(((2,), (4,), 0.2), "change the model's input shape"),
                        (((3,), (0,), 0.2), r"declare the target as y\[6\]"),
                        (((3,), (6,), 1.0), "split is the held-out share")]:

@@ -81,6 +81,10 @@ def test_digits_mlp_reaches_95_percent_held_out(sample):
     (lambda m: m.fit(epochs=1, device="cuda"),
      "device is chosen when compiling: nncompile.compile(path, device=...)"),
     (lambda m: m.fit(epochs=1, spans={}), "unknown training option(s): spans"),
+    (lambda m: nncompile.compile("m.nn", foo=1), "compile() got an unexpected keyword "
+                                                  "argument 'foo'"),
+    (lambda m: m.fit(epochs=1, data=3), "data must be a built-in set's name or a file path, "
+                                        "got int; pass arrays as fit(x=..., y=...)"),
     (lambda m: m.fit(x=np.zeros((4, 2)), y=np.zeros((4, 1)), split=0.5),
      "split applies to the train block's data, not to x and y given: pass x_test and y_test "
      "for held-out data, and normalise the arrays as you need"),
@@ -345,6 +349,52 @@ def test_api_faults_found_by_the_cli_audit(sample, tmp_path):
     with pytest.raises(KeyboardInterrupt) as e:
         m.fit(epochs=3, on_epoch=stop)
     assert len(e.value.history) == 1
+
+
+def test_compile_tells_a_path_from_source_text(tmp_path, monkeypatch):
+    """One line that names a file, ends in .nn or has no space is a path:
+    a missing one is 'no such model file', not a syntax error."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("nofile", "m.nn", "sub/model"):
+        with pytest.raises(nncompile.DataError) as e:
+            nncompile.compile(name)
+        assert str(e.value) == (f"{name}: error: no such model file\n"
+                                "hint: check the path; model files end in .nn")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(nncompile.DataError) as e:
+        nncompile.compile("sub")
+    assert str(e.value) == "sub: error: this is a folder, not a model file\n" \
+                           "hint: give the .nn file itself"
+    (tmp_path / "plain").write_text("input x[2]\noutput y = x * 2\n")
+    assert nncompile.compile("plain").file == "plain"
+    m = nncompile.compile("input x[2]")             # one line with a space: source text
+    assert m.file == "<string>" and list(m.inputs) == ["x"]
+
+
+def test_set_params_names_text_as_text(sample):
+    m = nncompile.compile(sample("xor"), device="cpu")
+    with pytest.raises(nncompile.DataError) as e:
+        m.set_params({"h.weight": "abc"})
+    assert str(e.value) == ("params: error: param 'h.weight' holds text, not real numbers\n"
+                            "hint: weights come from `nncompile run` or Model.save")
+
+
+def test_fit_reads_a_data_file_named_from_python(sample, tmp_path, monkeypatch):
+    """fit(data=...) takes a built-in set's name or a file path, relative to
+    the working folder; the file trains as the same rows given as arrays."""
+    rows = np.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]] * 4, np.float32)
+    (tmp_path / "gates.csv").write_text("\n".join(",".join(f"{v:g}" for v in r) for r in rows))
+    monkeypatch.chdir(tmp_path)
+    by_file = nncompile.compile(sample("xor"), device="cpu")
+    h_file = by_file.fit(data="gates.csv", epochs=5, split=0.0, shuffle=False)
+    by_array = nncompile.compile(sample("xor"), device="cpu")
+    h_array = by_array.fit(x=rows[:, :2], y=rows[:, 2:], epochs=5, shuffle=False)
+    assert [r["loss"] for r in h_file] == [r["loss"] for r in h_array]
+    builtin = nncompile.compile(sample("xor"), device="cpu").fit(data="xor", epochs=2)
+    assert len(builtin) == 2
+    with pytest.raises(nncompile.DataError) as e:
+        by_file.fit(data="missing.csv", epochs=1)
+    assert str(tmp_path / "missing.csv") in str(e.value)
 
 
 def test_save_and_load_round_trip(tmp_path, sample):

@@ -14,12 +14,13 @@ Conventions (docs/language.md):
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 from ..diagnostics import CompileError, Diagnostic, Span, did_you_mean
 from ..ir.graph import N, Graph, Node, ShapeError, fmt_shape
 from ..ops.registry import broadcast_shapes
-from ..train.config import TrainConfig
+from ..train.config import CHOICES, LIMITS, MAX_INT, Limit, TrainConfig
 from . import ast
 from .parse import KEYWORDS
 
@@ -35,7 +36,16 @@ FUNCTIONS = UNARY + ("leaky_relu", "softmax", "log_softmax", "transpose") + REDU
     LAYERS + LOSSES
 LEAKY_SLOPE = 0.01
 FLOAT32_MAX = 3.4028234663852886e38
-MAX_SIZE = 2 ** 31 - 1
+MAX_SIZE = MAX_INT
+COUNT = Limit(1, whole=True)      # units, filters, kernel and window sizes, strides
+SLOPE = Limit(0, example="leaky_relu(x, 0.01)")
+RATE = "the dropout rate is the fraction of values dropped, 0 or more and below 1, e.g. " \
+    "dropout(h, 0.5)"
+EXPONENT = "the exponent is a number, or numbers combined such as 2 ^ 3 or 1 / 2; a power " \
+    "by a value is exp(k * log(x))"
+ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+              "^": operator.pow}
+AXES = "axes count within one example, from 0; the batch axis is never counted"
 TOO_LARGE = "numbers must fit in float32: at most about 3.4e38"
 
 
@@ -72,26 +82,25 @@ class Lowering:
         return self.graph.const(value, span)
 
     # helpers ---------------------------------------------------------------
-    def number(self, e, what: str, integer=False, positive=False, minimum=None,
-               maximum=None) -> float:
+    def number(self, e, what: str, limit: Limit | None = None, hint: str | None = None):
+        """The number e is (a number or a negated one), checked against limit:
+        an int where the limit wants whole numbers, else a float."""
         value = None
         if isinstance(e, ast.Num):
             value = e.value
         elif isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
             value = -e.operand.value
+        if hint is None and limit is not None:
+            hint = f"{what} is {limit.text()}" + (f", e.g. {limit.example}" if limit.example
+                                                  else "")
         if value is None:
-            self.error(_span(e), f"{what} must be a number")
+            self.error(_span(e), f"{what} must be a number", hint)
         if not abs(value) <= FLOAT32_MAX:
             self.error(_span(e), f"{what} is too large: {_text(self.program, e)}", TOO_LARGE)
-        if integer and value != int(value):
-            self.error(_span(e), f"{what} must be a whole number, got {value:g}")
-        if positive and value <= 0:
-            self.error(_span(e), f"{what} must be positive, got {value:g}")
-        if minimum is not None and value < minimum:
-            self.error(_span(e), f"{what} must be at least {minimum:g}, got {value:g}")
-        if maximum is not None and value > maximum:
-            self.error(_span(e), f"{what} must be at most {maximum}, got {value:g}")
-        return int(value) if integer else float(value)
+        if limit is not None and not limit.allows(value):
+            self.error(_span(e), f"{what} must be {limit.fault(value)}, got "
+                       f"{_written(self.program, e, value)}", hint)
+        return int(value) if limit is not None and limit.whole else float(value)
 
     def example_axes(self, x: Node, axis, span) -> tuple:
         """The user's per-example axis (or all of them) as IR axes."""
@@ -102,8 +111,7 @@ class Lowering:
         if not -rank <= axis < rank:
             self.error(span, f"axis {axis} is out of range: one example of this value is "
                        f"{fmt_shape(x.shape[off:])}, which has {rank} "
-                       f"ax{'i' if rank == 1 else 'e'}s",
-                       "axes count within one example, from 0; the batch axis is never counted")
+                       f"ax{'i' if rank == 1 else 'e'}s", AXES)
         return (axis % rank + off,)
 
     def mean(self, x: Node, axes, span, keepdims=False) -> Node:
@@ -125,6 +133,11 @@ class Lowering:
         if name in FUNCTIONS or name in ("N",):
             self.diags.append(Diagnostic(span, f"'{name}' is the name of a built-in function",
                                          "choose another name"))
+            return False
+        if name in INITS:
+            self.diags.append(Diagnostic(span, f"'{name}' is the name of an initialiser",
+                                         f"choose another name: after 'param w[3] =', "
+                                         f"'{name}' always means the initialiser"))
             return False
         self.defined_at[name] = span
         return True
@@ -340,7 +353,7 @@ class Lowering:
 
     def binop(self, e: ast.BinOp) -> Node:
         if e.op == "^":
-            k = self.number(e.right, "the exponent of '^'")
+            k = self.exponent(e.right)
             x = self.expr(e.left)
             if k == 2:
                 return self.add("square", [x], span=e.span)
@@ -354,6 +367,23 @@ class Lowering:
             return self.graph.add(op, [a, b], {}, e.span)
         except ShapeError as err:
             self.error(e.span, f"{err.message} ({_origin(a)} {e.op} {_origin(b)})", err.hint)
+
+    def exponent(self, e) -> float:
+        """The exponent of '^': a number, or numbers combined with + - * / ^,
+        worked out now (x ^ 2 ^ 3 is x ^ 8)."""
+        if isinstance(e, ast.Neg) and not isinstance(e.operand, ast.Num):
+            return -self.exponent(e.operand)
+        if not isinstance(e, ast.BinOp) or e.op == "@":
+            return self.number(e, "the exponent of '^'", hint=EXPONENT)
+        a, b = self.exponent(e.left), self.exponent(e.right)
+        try:
+            k = ARITHMETIC[e.op](a, b)
+        except ArithmeticError:         # 0 ^ -1, 1 / 0, 10 ^ 400
+            k = math.nan
+        if isinstance(k, complex) or not abs(k) <= FLOAT32_MAX:
+            self.error(_span(e), f"the exponent {_text(self.program, e)} does not work out to "
+                       "a real number float32 holds", EXPONENT)
+        return k
 
     def matmul(self, a: Node, b: Node, span) -> Node:
         """a @ b example by example, as numpy's matmul on one example's values:
@@ -421,8 +451,8 @@ class Lowering:
                 self.error(e.kwargs[0].span, "'slope' is given twice", "give each argument once")
             x = self.expr(e.args[0])
             # leaky_relu'(x) is read from its output's sign, which is x's for slope >= 0
-            slope = self.number(e.args[1], "the slope", minimum=0.0) if len(e.args) == 2 else \
-                self.kw_number(e, "slope", LEAKY_SLOPE, minimum=0.0)
+            slope = self.number(e.args[1], "the slope", SLOPE) if len(e.args) == 2 else \
+                self.kw_number(e, "slope", LEAKY_SLOPE, SLOPE, "the slope")
             return self.add("leaky_relu", [x], {"slope": slope}, e.span)
         if f in ("softmax", "log_softmax"):
             x, = self.args(e, 1)
@@ -431,7 +461,9 @@ class Lowering:
             x, = self.args(e, 1)
             if x.shape[:1] == (N,) and len(x.shape) < 3:
                 self.error(e.span, f"transpose needs an example with at least two axes, got "
-                           f"{fmt_shape(x.shape[1:])} per example")
+                           f"{fmt_shape(x.shape[1:])} per example",
+                           "a vector needs no transpose: '@' takes it as a row on its left "
+                           "(x @ w) and as a column on its right (w @ x)")
             return self.add("transpose", [x], span=e.span)
         if f in REDUCTIONS:
             return self.reduction(e)
@@ -470,9 +502,9 @@ class Lowering:
                 return k.value
         return None
 
-    def kw_number(self, e, name, default, **checks):
+    def kw_number(self, e, name, default, limit=None, what=None):
         v = self.kw(e, name)
-        return default if v is None else self.number(v, f"'{name}'", **checks)
+        return default if v is None else self.number(v, what or f"'{name}'", limit)
 
     def activation(self, name: str, x: Node, span, slope=LEAKY_SLOPE) -> Node:
         if name == "log_softmax":
@@ -490,7 +522,7 @@ class Lowering:
                        f"{e.func}(x, axis = 0)")
         x = self.expr(e.args[0])
         ax = self.kw(e, "axis")
-        axis = None if ax is None else self.number(ax, "the axis", integer=True)
+        axis = None if ax is None else self.number(ax, "the axis", Limit(whole=True), AXES)
         axes = self.example_axes(x, axis, _span(ax) if ax is not None else e.span)
         if not axes:            # one number per example (or a scalar): nothing to reduce
             return x
@@ -551,7 +583,8 @@ class Lowering:
             key, v = item.name, item.value
             if key in seen:
                 self.diags.append(Diagnostic(item.span, f"'{key}' is set twice in the train block",
-                                             f"it was first set on line {seen[key].line}"))
+                                             f"it was first set on line {seen[key].line}; "
+                                             "delete one of the two"))
                 continue
             seen[key] = item.span
             cfg.spans[key] = _span(v)
@@ -585,30 +618,16 @@ class Lowering:
                                f"built-in sets: {', '.join(BUILTIN)}; or a path in quotes")
                 cfg.data = v.id
             else:
-                self.error(_span(v), "data is a built-in set or a path in quotes")
-        elif key == "split":
-            cfg.split = self.number(v, "split", minimum=0.0)
-            if cfg.split >= 1:
-                self.error(_span(v), f"split is the held-out fraction, below 1; got {cfg.split:g}")
-        elif key == "normalize":
-            cfg.normalize = word(("none", "minmax", "standardize"))
+                self.error(_span(v), "data is a built-in set or a path in quotes",
+                           'e.g. data = xor or data = "train.csv"')
+        elif key in ("split", "batch", "accumulate", "epochs", "seed", "clip", "early_stop"):
+            setattr(cfg, key, self.number(v, key, LIMITS[key]))
+        elif key in ("normalize", "device"):
+            setattr(cfg, key, word(CHOICES[key]))
         elif key == "optimizer":
             self.optimizer(cfg, v)
-        elif key in ("batch", "accumulate"):
-            setattr(cfg, key, self.number(v, key, integer=True, positive=True,
-                                          maximum=MAX_SIZE))
-        elif key == "epochs":
-            cfg.epochs = self.number(v, key, integer=True, minimum=0, maximum=MAX_SIZE)
-        elif key == "seed":
-            cfg.seed = self.number(v, key, integer=True, minimum=0)
-        elif key == "clip":
-            cfg.clip = self.number(v, key, positive=True)
-        elif key == "early_stop":
-            cfg.early_stop = self.number(v, key, integer=True, positive=True, maximum=MAX_SIZE)
         elif key == "shuffle":
             cfg.shuffle = word(("true", "false")) == "true"
-        elif key == "device":
-            cfg.device = word(("cpu", "cuda", "auto"))
         else:
             keys = ("data", "split", "normalize", "optimizer", "batch", "accumulate", "epochs",
                     "shuffle", "clip", "early_stop", "seed", "device")
@@ -616,13 +635,13 @@ class Lowering:
                        did_you_mean(key, keys) or f"settings: {', '.join(keys)}")
 
     def optimizer(self, cfg, v):
-        if isinstance(v, ast.Name) and v.id in ("sgd", "adam"):
+        if isinstance(v, ast.Name) and v.id in CHOICES["optimizer"]:
             self.error(v.span, f"{v.id} needs a learning rate in brackets: {v.id}(lr = 0.01)")
-        if not isinstance(v, ast.Call) or v.func not in ("sgd", "adam"):
+        if not isinstance(v, ast.Call) or v.func not in CHOICES["optimizer"]:
             name = getattr(v, "func", getattr(v, "id", None))
             name = f"'{name}'" if name else _text(self.program, v)
             self.error(_span(v), f"{name} is not an optimizer",
-                       did_you_mean(name, ("sgd", "adam")) or
+                       did_you_mean(name, CHOICES["optimizer"]) or
                        "optimizer is sgd(lr, momentum = 0) or adam(lr)")
         cfg.optimizer = v.func
         names = ("lr", "momentum") if v.func == "sgd" else ("lr", "beta1", "beta2", "eps")
@@ -633,18 +652,13 @@ class Lowering:
         given = dict(zip(names, v.args))
         for k in v.kwargs:
             if k.name in given:
-                self.error(k.span, f"'{k.name}' is given twice")
+                self.error(k.span, f"'{k.name}' is given twice", "give each argument once")
             given[k.name] = k.value
         if "lr" not in given:
             self.error(v.span, f"{v.func} needs a learning rate: {v.func}(lr = 0.01)")
-        lr = self.number(given["lr"], "the learning rate")
-        if lr <= 0:
-            self.error(_span(given["lr"]), f"the learning rate must be positive, got {lr:g}")
         for k, e in given.items():
-            val = self.number(e, f"'{k}'", minimum=0.0)
-            if k in ("beta1", "beta2") and val >= 1:
-                self.error(_span(e), f"'{k}' must be below 1, got {val:g}")
-            setattr(cfg, k, val)
+            setattr(cfg, k, self.number(e, "the learning rate" if k == "lr" else f"'{k}'",
+                                        LIMITS[k]))
 
 
 # layers ----------------------------------------------------------------------
@@ -676,7 +690,7 @@ def lower_dense(lw: Lowering, e: ast.Call) -> Node:
         lw.error(e.span, "dense takes a value, a number of units and an optional activation: "
                  "dense(x, 10, relu)")
     x = lw.expr(e.args[0])
-    units = lw.number(e.args[1], "the number of units", integer=True, positive=True)
+    units = lw.number(e.args[1], "the number of units", COUNT)
     act = _activation_arg(lw, e, 2)
     if x.shape[:1] != (N,) or len(x.shape) != 2:
         per = fmt_shape(x.shape[1:]) if x.shape[:1] == (N,) else fmt_shape(x.shape)
@@ -726,11 +740,11 @@ def lower_conv2d(lw: Lowering, e: ast.Call) -> Node:
         lw.error(e.span, "conv2d takes a value, a number of filters, a kernel size and an "
                  "optional activation: conv2d(x, 8, 3, relu)")
     x = lw.expr(e.args[0])
-    filters = lw.number(e.args[1], "the number of filters", integer=True, positive=True)
-    k = lw.number(e.args[2], "the kernel size", integer=True, positive=True)
+    filters = lw.number(e.args[1], "the number of filters", COUNT)
+    k = lw.number(e.args[2], "the kernel size", COUNT)
     act = _activation_arg(lw, e, 3)
-    stride = lw.kw_number(e, "stride", 1, integer=True, positive=True)
-    padding = lw.kw_number(e, "padding", 0, integer=True, minimum=0)
+    stride = lw.kw_number(e, "stride", 1, COUNT)
+    padding = lw.kw_number(e, "padding", 0, Limit(0, whole=True))
     c, h, w = _image_arg(lw, e, x)
     if k > h + 2 * padding or k > w + 2 * padding:
         lw.error(_span(e.args[2]), f"the {k}x{k} kernel of conv2d is larger than its input: "
@@ -751,8 +765,8 @@ def lower_pool(lw: Lowering, e: ast.Call) -> Node:
         lw.error(e.span, f"{e.func} takes a value and a window size: {e.func}(x, 2), "
                  f"optionally with stride = ...")
     x = lw.expr(e.args[0])
-    size = lw.number(e.args[1], "the window size", integer=True, positive=True)
-    stride = lw.kw_number(e, "stride", size, integer=True, positive=True)
+    size = lw.number(e.args[1], "the window size", COUNT)
+    stride = lw.kw_number(e, "stride", size, COUNT)
     c, h, w = _image_arg(lw, e, x)
     what = f"{_origin(x)} is {fmt_shape((c, h, w))} per example"
     if size > h or size > w:
@@ -776,10 +790,10 @@ def lower_dropout(lw: Lowering, e: ast.Call) -> Node:
     given = e.args[1] if len(e.args) == 2 else lw.kw(e, "rate")
     if given is None or not e.args or len(e.args) + len(e.kwargs) != 2:
         lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)")
-    rate = lw.number(given, "the dropout rate", minimum=0.0)
+    rate = lw.number(given, "the dropout rate", Limit(0), RATE)
     if rate >= 1:
         lw.error(_span(given), f"the dropout rate is the fraction of values dropped, below 1; "
-                 f"got {rate:g}")
+                 f"got {_written(lw.program, given, rate)}", RATE)
     x = lw.expr(e.args[0])
     if x.shape[:1] != (N,):
         lw.error(_span(e.args[0]), f"dropout works on per-example values, and {_origin(x)} does "
@@ -815,6 +829,12 @@ def _origin(n: Node) -> str:
     if n.op == "const":
         return f"{n.attrs['value']:g}"
     return f"a {fmt_shape(n.shape)} value"
+
+
+def _written(program: ast.Program, e, value: float) -> str:
+    """A number as the source writes it (99999999999999999999, not 1e+20)."""
+    text = _text(program, e)
+    return text[1:-1] if text.startswith("'") else f"{value:g}"
 
 
 def _text(program: ast.Program, e) -> str:

@@ -338,10 +338,14 @@ def _syntax_error(text: str, file: str, e) -> Diagnostic:
             return Diagnostic(Span(file, wline, wcol, wcol + len(word)),
                               f"unknown keyword '{word}'", guess)
 
+    if "LBRACE" in expected:            # after 'train' a newline may come before '{'
+        expected = {"LBRACE"}
     msg = f"unexpected {_describe(tok)}; expected {_words(expected)}"
     hint = None
     inner = opened[-1][0] if opened else None
-    if keyword and "_NL" in expected:
+    if expected == {"LBRACE"}:
+        hint = "the settings follow in braces, on the same line or the next: train { ... }"
+    elif keyword and "_NL" in expected:
         hint = f"each statement goes on its own line; start '{tok}' on a new line"
     elif keyword:
         hint = f"'{tok}' is a keyword and starts its own statement; pick another name"

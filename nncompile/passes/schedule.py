@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..diagnostics import CompileError, Diagnostic, size_text
+from ..diagnostics import CompileError, Diagnostic, plural, size_text
 from ..ir.graph import N, Graph, Node, fmt_shape
 from ..ops import REGISTRY
 
@@ -58,12 +58,12 @@ class Schedule:
             "make this layer smaller"
         if math.isfinite(room) and each > 0 and (room - fixed) // each >= 1:
             fits = int((room - fixed) // each)
-            hint = f"a batch of at most about {fits} examples fits; use a smaller batch " \
-                   "or make this layer smaller"
+            hint = f"a batch of at most about {plural(fits, 'example')} fits; use a smaller " \
+                   "batch or make this layer smaller"
         return CompileError([Diagnostic(
-            node.span, f"one batch of {batch} examples does not fit {where}: its values take "
-            f"{size_text(total)}, {size_text(4 * math.prod(concrete))} of it for {what} "
-            f"{fmt_shape(concrete)}", hint)], self.graph.source)
+            node.span, f"one batch of {plural(batch, 'example')} does not fit {where}: its "
+            f"values take {size_text(total)}, {size_text(4 * math.prod(concrete))} of it for "
+            f"{what} {fmt_shape(concrete)}", hint)], self.graph.source)
 
     def describe(self) -> str:
         lines = [f"schedule: {len(self.order)} steps, {len(self.slot_shapes)} buffers"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
 
     n_features / n_targets are the element counts of the model's input and
     target; csv needs them to split its columns, the other formats ignore them
-    except that a 1-D integer npz `y` counts as class labels when n_targets > 1.
+    except that a 1-D npz `y` counts as class labels when n_targets > 1.
     """
     p = Path(path)
     if not p.exists():
@@ -149,16 +150,63 @@ def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_PLAIN = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _number(cell: str) -> float | None:
-    """The number in a csv cell when float32 holds it (finite, at most about
-    3.4e38 in size), or None."""
-    try:
-        v = float(cell)
-    except ValueError:
+    """The number in a csv cell when it is a plain decimal number (3, -0.5,
+    1e-3; not 1_0, nan or inf) that float32 holds (at most about 3.4e38 in
+    size), or None."""
+    cell = cell.strip()
+    if not _PLAIN.fullmatch(cell):
         return None
+    v = float(cell)
     return v if abs(v) <= FLOAT32_MAX else None
+
+
+def _looks_numeric(cell: str) -> bool:
+    """A number, one beyond float32, nan or inf: a cell no header has."""
+    cell = cell.strip()
+    return bool(_PLAIN.fullmatch(cell)) or cell.lower().lstrip("+-") in ("nan", "inf",
+                                                                          "infinity")
+
+
+def _csv_rows(path: str) -> list:
+    """[(line, cells)] of the file's non-blank rows, line being the 1-based
+    line the row starts on; a DataError at its line for bytes that are not
+    UTF-8 and for an unbalanced quote."""
+    hint = "save the file as UTF-8 text: one example per line, its numbers separated by commas"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror})", file=path,
+                        hint="check that the file is readable") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        at, data = e.start, e.object                # e.object: the bytes after a BOM
+        col = data.count(b",", data.rfind(b"\n", 0, at) + 1, at) + 1
+        raise DataError(f"column {col}: byte 0x{data[at]:02x} is not UTF-8 text", file=path,
+                        row=data.count(b"\n", 0, at) + 1, hint=hint) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows, end = [], 0
+    quote = "numbers need no quotes: remove the stray '\"'"
+    try:
+        for row in reader:
+            broken = next((i for i, c in enumerate(row) if "\n" in c or "\r" in c), None)
+            if broken is not None:
+                raise DataError(f"column {broken + 1}: a quoted cell runs from line {end + 1} "
+                                f"to line {reader.line_num}: is a '\"' unbalanced?",
+                                file=path, row=end + 1, hint=quote)
+            if any(c.strip() for c in row):
+                rows.append((end + 1, row))
+            end = reader.line_num
+    except csv.Error as e:
+        what = "unbalanced quote: a '\"' opens a cell that no '\"' closes" \
+            if "end of data" in str(e) else "a quoted cell goes on after its closing '\"'" \
+            if "expected after" in str(e) else f"cannot read as csv text ({e})"
+        raise DataError(what, file=path, row=end + 1, hint=quote) from None
+    return rows
 
 
 def _load_csv(path: str, nf: int, nt: int) -> Dataset:
@@ -166,27 +214,25 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
 
     A row has nf + nt columns (float targets) or, when nt > 1, nf + 1 columns
     (the last one an integer class label 0..nt-1); all rows use the same form.
-    The first row is a header when none of its cells is a number (so a typo
-    in the first example's cells is reported, not taken for a header).
+    nt 0 reads input examples only (predict). Every cell is a plain decimal
+    number. The first row is a header when none of its cells is a number (so
+    a typo in the first example's cells is reported, not taken for a header).
     Blank lines are skipped.
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            rows = [(reader.line_num, row) for row in reader
-                    if any(c.strip() for c in row)]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read as csv text: {e}", file=path,
-                        hint="save the data as UTF-8 text, one example per line") from None
+    rows = _csv_rows(path)
     if not rows:
         raise DataError("the file is empty", file=path,
-                        hint="a csv row holds the input values, then the target values")
-
-    def has_number(row):
-        return any(_number(c) is not None or c.strip().lower() in ("nan", "inf", "-inf")
-                   for c in row)
-
-    if not has_number(rows[0][1]):
+                        hint="a csv row holds the input values, then the target values" if nt
+                        else "give one input example per row, its values separated by commas")
+    first_line, first = rows[0]
+    for sep, name in ((";", "';'"), ("\t", "tabs")):
+        if any(sep in c.strip() for c in first):
+            raise DataError(f"cells are separated by {name}; nncompile reads comma-separated "
+                            "values", file=path, row=first_line,
+                            hint="save the file with ',' between cells (and '.' as the decimal "
+                                 "mark: 0.5, not 0,5)")
+    numbers = [c.strip() for c in first if _looks_numeric(c)]
+    if not numbers:
         rows = rows[1:]                                     # a header
         if not rows:
             raise DataError("the file has a header but no data rows", file=path,
@@ -197,8 +243,7 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
         forms = {nf: f"{nf} (one input example)"}
     if nt > 1:
         forms[nf + 1] = f"{nf + 1} ({plural(nf, 'feature')} + 1 class label)"
-    first_line, first = rows[0]
-    width = len(first)
+    width = len(rows[0][1])
     values = []
     for line, row in rows:
         if len(row) != width or width not in forms:
@@ -207,25 +252,14 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
             if len(row) == 1 and (";" in row[0] or "\t" in row[0]):
                 hint = "cells must be separated by commas"
             elif width in forms and nt > 1:
-                hint = f"line {first_line} has {width} columns; every row needs the same layout"
+                hint = f"line {rows[0][0]} has {width} columns; every row needs the same layout"
             raise DataError(f"row has {plural(len(row), 'column')}; the model needs {need}",
                             file=path, row=line, hint=hint)
-        try:
-            vals = [float(c) for c in row]
-        except ValueError:
-            vals = None
-        if vals is None or not all(abs(v) <= FLOAT32_MAX for v in vals):
-            col = next(i for i, c in enumerate(row) if _number(c) is None)
-            cell = row[col].strip()
-            if vals is not None and math.isfinite(vals[col]):
-                raise DataError(f"column {col + 1}: '{cell}' is beyond what float32 holds "
-                                "(about 3.4e38)", file=path, row=line,
-                                hint="rescale the data; normalize = standardize then maps "
-                                     "it near 0")
-            raise DataError(f"column {col + 1}: '{cell}' is not a finite number",
-                            file=path, row=line,
-                            hint="every cell is a number such as 3, -0.5 or 1e-3; only the "
-                                 "first line may be a header")
+        vals = [_number(c) for c in row]
+        if None in vals:
+            col = vals.index(None)
+            raise _cell_error(path, line, col, row[col].strip(), nt,
+                              numbers if line == first_line else None)
         values.append(vals)
     data = np.asarray(values, dtype=np.float64)
     x = data[:, :nf].astype(np.float32)
@@ -241,9 +275,34 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
     return Dataset(x, last.astype(np.int64), True, path, 0.2)
 
 
+def _cell_error(path: str, line: int, col: int, cell: str, nt: int,
+                first_numbers: list | None) -> DataError:
+    """The fault of a csv cell that _number refuses. first_numbers: the
+    number cells of the file's first row when this is that row."""
+    if _PLAIN.fullmatch(cell):
+        return DataError(f"column {col + 1}: '{cell}' is beyond what float32 holds (about "
+                         "3.4e38)", file=path, row=line,
+                         hint="rescale the data; normalize = standardize then maps it near 0"
+                         if nt else "float32 holds numbers up to about 3.4e38; give the inputs "
+                                    "in the units of the training data")
+    try:
+        plain = math.isfinite(float(cell))                  # 1_0, or digits of other scripts
+    except ValueError:
+        plain = False
+    what = "is not a plain decimal number" if plain else "is not a finite number"
+    hint = "every cell is a number such as 3, -0.5 or 1e-3; only the first line may be a header"
+    if first_numbers and not _looks_numeric(cell):         # a header or an example?
+        shown = ", ".join(f"'{c}'" for c in first_numbers[:3])
+        hint = (f"line {line} is an example, as it holds numbers ({shown}): every cell of an "
+                "example is a number such as 3, -0.5 or 1e-3, and no cell of a header is "
+                "(name a column x1, not 1)")
+    return DataError(f"column {col + 1}: '{cell}' {what}", file=path, row=line, hint=hint)
+
+
 def _load_npz(path: str, nt: int) -> Dataset:
-    """Arrays `x` (n, features...) and `y`: a 1-D integer y is class labels when
-    nt > 1, any other y is float values reshaped to (n, k)."""
+    """Arrays `x` (n, features...) and `y`: a 1-D y is class labels when nt > 1
+    (floats must be whole numbers), any other y is float values reshaped to
+    (n, k)."""
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a DataError
@@ -283,18 +342,29 @@ def _load_npz(path: str, nt: int) -> Dataset:
         x = x.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
     if len(bad):
-        raise DataError(f"'x' example {bad[0][0]} holds a value that is not a finite float32 "
-                        "number (NaN, infinite, or beyond about 3.4e38)", file=path,
-                        hint="remove or fill the NaN and infinite values first")
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and nt > 1:
+        raise DataError(f"'x' example {bad[0][0]} (counting from 0) holds a value that is not "
+                        "a finite float32 number (NaN, infinite, or beyond about 3.4e38)",
+                        file=path, hint="remove or fill the NaN and infinite values first")
+    labels = y.ndim == 1 and nt > 1             # class labels, as a csv's one last column
+    if labels and np.issubdtype(y.dtype, np.integer):
         return Dataset(x, y.astype(np.int64), True, path, 0.2)
     with np.errstate(over="ignore", invalid="ignore"):
-        y = y.reshape(len(y), -1).astype(np.float32)
-    if not np.isfinite(y).all():
-        raise DataError(f"'y' example {int(np.argwhere(~np.isfinite(y))[0][0])} holds a "
-                        "value that is not a finite float32 number", file=path,
-                        hint="remove or fill the NaN and infinite values first")
-    return Dataset(x, y, False, path, 0.2)
+        values = y.reshape(len(y), -1).astype(np.float32)
+    if not np.isfinite(values).all():
+        raise DataError(f"'y' example {int(np.argwhere(~np.isfinite(values))[0][0])} "
+                        "(counting from 0) holds a value that is not a finite float32 number",
+                        file=path, hint="remove or fill the NaN and infinite values first")
+    if labels:                                  # float labels: each a whole number
+        y = y.astype(np.float64)
+        bad = np.flatnonzero((y != np.round(y)) | (np.abs(y) >= 2 ** 31))
+        if len(bad):
+            raise DataError(f"a 1-D 'y' holds class labels for the {nt}-entry target, but "
+                            f"example {bad[0]} (counting from 0) is {y[bad[0]]:g}, not a whole "
+                            f"number 0..{nt - 1}", file=path,
+                            hint=f"save the labels 0..{nt - 1} as integers (y.astype(int)), or "
+                                 f"target values as a 'y' of shape (n, {nt})")
+        return Dataset(x, y.astype(np.int64), True, path, 0.2)
+    return Dataset(x, values, False, path, 0.2)
 
 
 def _labels_path(images: str) -> str:
@@ -410,11 +480,12 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
         if nt > 1:
             bad = np.flatnonzero((y < 0) | (y >= nt))
             if len(bad):
-                raise DataError(f"class label {y[bad[0]]} of example {bad[0]} is outside "
-                                f"0..{nt - 1} for the target {_shape(target_shape)}",
-                                file=ds.source,
-                                hint=f"the target needs one entry per class: "
-                                     f"target y[{int(y.max()) + 1}] for labels 0..{int(y.max())}")
+                hint = "class labels are 0..N-1 for a target y[N], one entry per class"
+                if y.min() >= 0:
+                    hint += f": labels 0..{y.max()} need target y[{y.max() + 1}]"
+                raise DataError(f"class label {y[bad[0]]} of example {bad[0]} (counting from 0) "
+                                f"is outside 0..{nt - 1} for the target {_shape(target_shape)}",
+                                file=ds.source, hint=hint)
             y = np.eye(nt, dtype=np.float32)[y]
         elif nt == 1:
             y = y.astype(np.float32).reshape(n, 1)

@@ -43,12 +43,18 @@ def load_data(model, cfg):
     stats None or {input name: (shift, scale)} of its normalisation."""
     g = model.graph
     if len(g.inputs) != 1 or len(g.targets) != 1:
+        n, m = len(g.inputs), len(g.targets)
         raise DataError("a data set feeds models with one input and one target; this model "
-                        f"has {len(g.inputs)} and {len(g.targets)}",
-                        hint="pass dicts to fit(x=..., y=...)")
+                        f"has {n} input{'s' * (n != 1)} and {m} target{'s' * (m != 1)}",
+                        hint="the command line runs models with one input and one target from "
+                             "a data set; from Python, pass dicts keyed by input and target "
+                             "name to fit(x=..., y=...)")
     if cfg.data is None:
-        raise DataError("the train block names no data",
-                        file=model.file, hint="add e.g. data = xor to the train block")
+        if not cfg.present:
+            raise DataError("the model has no train block, so there is no data to train on",
+                            file=model.file, hint="pass the examples: fit(x=..., y=...)")
+        raise DataError("the train block names no data", span=cfg.span("train"),
+                        source=model.source, hint="add e.g. data = xor to the train block")
     (xname, xnode), = g.inputs.items()
     (yname, ynode), = g.targets.items()
     in_shape, t_shape = tuple(xnode.shape[1:]), tuple(ynode.shape[1:])
