@@ -1,4 +1,4 @@
-"""The language audit's faults (/tmp/audit/language.md, cli.md): '^' groups
+"""Faults a language audit found: '^' groups
 from the right, a train block may open on the next line, initialisers'
 names are not user names, a train block without data is reported at its
 line, and the train block and Model.fit check one table of ranges."""

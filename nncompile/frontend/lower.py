@@ -152,7 +152,9 @@ class Lowering:
             try:
                 if s.kind == "model":
                     if i != 0:
-                        self.error(s.span, "'model' must be the first statement")
+                        self.error(s.span, "'model' must be the first statement",
+                                   "move 'model NAME' to the top of the file (comments may "
+                                   "come before it)")
                     self.graph.name = s.name
                 elif s.kind in ("input", "target"):
                     self.declare(s)
@@ -170,7 +172,8 @@ class Lowering:
                     self.loss(s)
                 elif s.kind == "train":
                     if self.train.present:
-                        self.error(s.span, "a model has at most one 'train' block")
+                        self.error(s.span, "a model has at most one 'train' block",
+                                   "merge the settings into the first train block")
                     self.train_block(s)
             except _Failed:
                 if s.name:
@@ -636,7 +639,8 @@ class Lowering:
 
     def optimizer(self, cfg, v):
         if isinstance(v, ast.Name) and v.id in CHOICES["optimizer"]:
-            self.error(v.span, f"{v.id} needs a learning rate in brackets: {v.id}(lr = 0.01)")
+            self.error(v.span, f"{v.id} needs a learning rate in brackets: {v.id}(lr = 0.01)",
+                       f"write optimizer = {v.id}(lr = 0.01)")
         if not isinstance(v, ast.Call) or v.func not in CHOICES["optimizer"]:
             name = getattr(v, "func", getattr(v, "id", None))
             name = f"'{name}'" if name else _text(self.program, v)
@@ -655,7 +659,9 @@ class Lowering:
                 self.error(k.span, f"'{k.name}' is given twice", "give each argument once")
             given[k.name] = k.value
         if "lr" not in given:
-            self.error(v.span, f"{v.func} needs a learning rate: {v.func}(lr = 0.01)")
+            self.error(v.span, f"{v.func} needs a learning rate: {v.func}(lr = 0.01)",
+                       f"lr comes first, by name or by place: {v.func}(lr = 0.01) or "
+                       f"{v.func}(0.01)")
         for k, e in given.items():
             setattr(cfg, k, self.number(e, "the learning rate" if k == "lr" else f"'{k}'",
                                         LIMITS[k]))
