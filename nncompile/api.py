@@ -607,7 +607,8 @@ def write_files(files: list) -> None:
 @contextlib.contextmanager
 def _interrupt_after():
     """Defers a Ctrl-C (SIGINT, in the main thread) to the end of the block."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is None:     # a handler not set from Python
         yield
         return
     caught = []

@@ -283,27 +283,26 @@ def cmd_run(args) -> int:
 
 def summarize(model, history: list, start: dict, args) -> None:
     """What `run` prints after training: early stopping, the final losses and
-    accuracies (of the kept epoch), an overfitting note, the --grad-rms table."""
+    accuracies (of the kept epoch), an overfitting note, the --grad-rms table.
+    history has one epoch or more: `run` stops before training 0 epochs."""
     cfg = model.train_config
-    if history:
-        last = history[-1]
-        best = next((r for r in history if r.get("best")), None)
-        for line in early_stop_lines(history, cfg.early_stop):
-            print(line)
-        last = best or last
-        summary = [f"loss {last['loss']:.6f}"]
-        for key, label in (("train_accuracy", "train accuracy"),
-                           ("test_accuracy", "test accuracy")):
-            if key in last:
-                summary.append(f"{label} {last[key]:.4f}")
-        if "train_accuracy" in last and "test_accuracy" in last:
-            summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
-        print("final: " + ", ".join(summary))
-        note = None if cfg.early_stop else overfitting_note(history)
-        if note:
-            print(note)
-        if args.grad_rms:
-            print("\n".join(grad_rms_lines(model, start["grad_rms"], history, start["train"])))
+    best = next((r for r in history if r.get("best")), None)
+    for line in early_stop_lines(history, cfg.early_stop):
+        print(line)
+    last = best or history[-1]
+    summary = [f"loss {last['loss']:.6f}"]
+    for key, label in (("train_accuracy", "train accuracy"),
+                       ("test_accuracy", "test accuracy")):
+        if key in last:
+            summary.append(f"{label} {last[key]:.4f}")
+    if "train_accuracy" in last and "test_accuracy" in last:
+        summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
+    print("final: " + ", ".join(summary))
+    note = None if cfg.early_stop else overfitting_note(history)
+    if note:
+        print(note)
+    if args.grad_rms:
+        print("\n".join(grad_rms_lines(model, start["grad_rms"], history, start["train"])))
 
 
 def early_stop_lines(history: list, patience) -> list:
