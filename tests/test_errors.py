@@ -315,6 +315,8 @@ CASES = [
     ("two_train_blocks", TRAIN + "}\ntrain {\n  epochs = 2\n}\n",
      "m.nn:8:1: error: a model has at most one 'train' block",
      "merge the settings into the first train block"),
+    ("model_named_by_a_keyword", "model input\ninput x[2]\n",
+     "m.nn:1:7: error: 'input' is a keyword, not a name", "pick another name for the model"),
     ("model_not_first", "input x[2]\nmodel late\n",
      "m.nn:2:1: error: 'model' must be the first statement",
      "move 'model NAME' to the top of the file (comments may come before it)"),

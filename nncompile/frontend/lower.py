@@ -155,6 +155,9 @@ class Lowering:
                         self.error(s.span, "'model' must be the first statement",
                                    "move 'model NAME' to the top of the file (comments may "
                                    "come before it)")
+                    if s.name in KEYWORDS:
+                        self.error(s.name_span or s.span, f"'{s.name}' is a keyword, not a name",
+                                   "pick another name for the model")
                     self.graph.name = s.name
                 elif s.kind in ("input", "target"):
                     self.declare(s)
