@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
                         "beside it")
     g.add_argument("--output", metavar="FILE", help=".png, .svg or .pdf (default: the "
                                                     "first history's name, ending .png)")
-    for name, sp in sub.choices.items():     # a stray argument gets the command's usage
+    for sp in sub.choices.values():     # a stray argument gets the command's usage
         sp.set_defaults(command_parser=sp)
     return p
 
