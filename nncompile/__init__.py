@@ -3,11 +3,11 @@
 The API names are imported when first used (PEP 562), so that `import
 nncompile` and the command line's start do not load numpy and lark before
 the command line can catch a Ctrl-C."""
-from .diagnostics import CompileError, DataError, NNCompileError  # noqa: F401
+from .diagnostics import CompileError, DataError, ModelWarning, NNCompileError  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["compile", "compile_source", "Model", "CompileError", "DataError", "DeviceError",
-           "NNCompileError"]
+           "ModelWarning", "NNCompileError"]
 
 _LAZY = {"compile": "api", "compile_source": "api", "Model": "api",
          "DeviceError": "backends.device"}

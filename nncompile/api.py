@@ -7,13 +7,14 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
 from .backends.device import (DeviceError, make_program, make_storage, resolve_device,
                               store_family)
 from .backends.device import physical_memory as _physical_memory   # tests replace it here
-from .diagnostics import CompileError, DataError, Diagnostic, Span, plural
+from .diagnostics import CompileError, DataError, Diagnostic, ModelWarning, Span, plural
 from .frontend.ast import dump
 from .frontend.parse import parse
 from .ir.graph import N, fmt_shape
@@ -65,15 +66,28 @@ def compile(path_or_source: str, device: str | None = None, quiet: bool = False)
         raise TypeError(f"compile takes a path or .nn source text, got "
                         f"{type(path_or_source).__name__}")
     source, file = _read_model(os.fspath(path_or_source))
-    return compile_source(source, device=device, file=file, quiet=quiet)
+    return _warned(_build(source, device, file, quiet), quiet)
 
 
 def compile_source(text: str, device: str | None = None, file: str = "<string>",
                    quiet: bool = False) -> "Model":
     if not isinstance(text, str):
         raise TypeError(f"compile_source takes .nn source text, got {type(text).__name__}")
+    return _warned(_build(text, device, file, quiet), quiet)
+
+
+def _build(text: str, device, file: str, quiet: bool) -> "Model":
     graph, train = pipeline.front_end(text, file)
     return Model(graph, train, text, file, device, quiet)
+
+
+def _warned(model: "Model", quiet: bool) -> "Model":
+    """model, after raising its warnings as ModelWarning at the caller's
+    line (unless quiet; they stay in model.warnings either way)."""
+    if not quiet:
+        for text in model.warnings:
+            warnings.warn(ModelWarning(text), stacklevel=3)
+    return model
 
 
 def _initial_params(graph, seed: int) -> dict:
@@ -123,6 +137,7 @@ class Model:
         self.train_config = train
         self.source = source
         self.file = file
+        self.warnings = [d.render(source) for d in graph.warnings]   # FILE:LINE:COL: warning
         try:
             self.device = resolve_device(device if device is not None else train.device, quiet)
         except DeviceError as e:

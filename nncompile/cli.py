@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from .diagnostics import DataError, Diagnostic, NNCompileError, plural
+from .diagnostics import DataError, Diagnostic, ModelWarning, NNCompileError, plural
 from .train.config import MAX_INT
 
 # numpy, lark and the compiler are imported inside the commands, after main()
@@ -166,7 +166,13 @@ def _compile(path: str, **options):
     if not os.path.isfile(path):
         raise DataError("no such model file", file=path,
                         hint="check the path; model files end in .nn")
-    return api.compile(path, **options)
+    import warnings
+    with warnings.catch_warnings():        # printed below as a compiler prints them
+        warnings.simplefilter("ignore", ModelWarning)
+        model = api.compile(path, **options)
+    for text in model.warnings:
+        print(text, file=sys.stderr)
+    return model
 
 
 # run -------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 
 CompileError carries one or more Diagnostics (semantic checks collect all of
 them before stopping); DataError names a data file and, where known, a row,
-or a span of the model file.
+or a span of the model file. A warning is a Diagnostic that does not stop
+compiling (a model that trains, but not as its author meant): the same text
+with "warning:", raised as ModelWarning through Python's warnings module.
 """
 from __future__ import annotations
 
@@ -32,10 +34,11 @@ class Diagnostic:
     span: Span | None
     message: str
     hint: str | None = None
+    severity: str = "error"          # or "warning"
 
     def render(self, source: str | None = None) -> str:
         where = f"{self.span}: " if self.span else ""
-        lines = [f"{where}error: {self.message}"]
+        lines = [f"{where}{self.severity}: {self.message}"]
         if self.span and source is not None:
             text = source.splitlines()
             if 1 <= self.span.line <= len(text):
@@ -77,6 +80,11 @@ class CompileError(NNCompileError):
         self.diagnostics = list(diagnostics)
         self.source = source
         super().__init__("\n".join(d.render(source) for d in self.diagnostics))
+
+
+class ModelWarning(UserWarning):
+    """A model that compiles and trains, but likely not as meant (softmax
+    applied twice before a loss); str() is the rendered FILE:LINE:COL: warning."""
 
 
 class DataError(NNCompileError):

@@ -72,6 +72,9 @@ class Lowering:
         self.diags.append(Diagnostic(span, message, hint))
         raise _Failed
 
+    def warn(self, span: Span, message: str, hint: str | None = None):
+        self.graph.warnings.append(Diagnostic(span, message, hint, "warning"))
+
     def add(self, op, inputs, attrs=None, span=None, name=None):
         try:
             return self.graph.add(op, inputs, attrs, span, name)
@@ -548,6 +551,7 @@ class Lowering:
                        f"target), got {fmt_shape(p.shape)}")
         sp = e.span
         all_axes = tuple(range(len(p.shape)))
+        self.squashed_scores(e, p)
         if e.func == "mse":
             return self.mean(self.add("square", [self.add("sub", [p, t], span=sp)], span=sp),
                              all_axes, sp)
@@ -555,6 +559,12 @@ class Lowering:
             return self.mean(self.add("abs", [self.add("sub", [p, t], span=sp)], span=sp),
                              all_axes, sp)
         if e.func == "cross_entropy":
+            if p.shape[-1] == 1:
+                self.error(_span(e.args[0]), f"cross_entropy over one class is always 0: the "
+                           f"softmax of {_origin(p)}, one number per example, is 1 whatever "
+                           "it is, so nothing would train",
+                           "for a yes/no target y[1] use binary_cross_entropy(logits, y) "
+                           "(sigmoid and cross-entropy); for classes, one column per class")
             # -sum(t * log_softmax(z)) per example, averaged over the batch
             ls = self.add("log_softmax", [p], span=sp)
             per = self.add("sum", [self.add("mul", [t, ls], span=sp)],
@@ -578,6 +588,36 @@ class Lowering:
                            sp)
             return self.mean(per, (0,), sp)
         raise AssertionError(e.func)
+
+    def squashed_scores(self, e: ast.Call, p: Node):
+        """A warning where a loss that takes raw scores (logits) is given
+        probabilities: softmax or sigmoid applied twice, or a perceptron's
+        threshold at 0 that a sigmoid output never crosses."""
+        scores = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                  "perceptron": None}
+        if e.func not in scores:
+            return
+        if p.op == "exp" and p.inputs[0].op == "log_softmax":
+            what, z = "softmax", p.inputs[0].inputs[0]
+        elif p.op == "sigmoid":
+            what, z = "sigmoid", p.inputs[0]
+        else:
+            return
+        if e.func == "perceptron":
+            effect = (f"a {what}'s output is above 0 for every input, so the perceptron "
+                      "never sees a negative score")
+        else:
+            effect = (f"the loss applies {scores[e.func]} a second time, which squeezes the "
+                      "scores into (0, 1) and slows learning")
+        if z.name:
+            hint = (f"pass the values before the {what}: {e.func}({z.name}, "
+                    f"{_text(self.program, e.args[1]).strip(chr(39))})")
+        else:
+            hint = (f"name the layer without its activation (z = dense(h, 10) instead of "
+                    f"dense(h, 10, {what})), pass z to {e.func}, and apply the {what} to "
+                    "z for the output")
+        self.warn(_span(e.args[0]), f"{e.func} takes raw scores (logits), but {_origin(p)} "
+                  f"is already a {what} output: {effect}", hint)
 
     # train block -------------------------------------------------------------
     def train_block(self, s: ast.Stmt):

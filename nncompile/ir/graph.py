@@ -66,6 +66,7 @@ class Graph:
     updates: dict = field(default_factory=dict)    # param/state name -> Node (its next value)
     values: dict = field(default_factory=dict)     # user's intermediate names -> Node
     adjoints: dict = field(default_factory=dict)   # forward node id -> d loss / d it (Node)
+    warnings: list = field(default_factory=list)   # the front end's warning Diagnostics
     _next_id: int = 0
 
     # building -------------------------------------------------------------
