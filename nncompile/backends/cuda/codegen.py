@@ -1177,8 +1177,8 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
             rank = len(m.shape)
             if k.grid_phase[m] == "row":
                 shared = f"__shared__ float g{m.id}[8];"
-                partial = [f"if (threadIdx.x == 0) {{",
-                           f"  float s = 0.f;",
+                partial = ["if (threadIdx.x == 0) {",
+                           "  float s = 0.f;",
                            f"  for (int w = 0; w < 8; ++w) s += g{m.id}[w];",
                            f"  gws[{' + '.join(offset) or '0'} + blockIdx.x] = s;", "}"]
                 e.regs = {m: f"v{m.id}"}
@@ -1193,7 +1193,7 @@ def _emit_kernel(b: _Builder, k: _Kernel, index: int):
                 shared = f"__shared__ float g{m.id}[8][{width}];"
                 base = " + ".join(offset) or "0"
                 partial = [f"for (int gc = threadIdx.x; gc < {width}; gc += 256) {{",
-                           f"  float s = 0.f;",
+                           "  float s = 0.f;",
                            f"  for (int w = 0; w < 8; ++w) s += g{m.id}[w][gc];",
                            f"  gws[{base} + blockIdx.x * {width} + gc] = s;", "}"]
                 e.regs = {m: f"v{m.id}"}
