@@ -560,7 +560,7 @@ def _check_option(key: str, value) -> None:
     if _REAL(value) and (_WHOLE(value) or not limit.whole) and limit.allows(value):
         return
     if _REAL(value) and not limit.open_high and value > limit.high:
-        raise ValueError(f"{key} must be at most {limit.high}, got {value!r}")
+        raise ValueError(f"{key} must be {limit.fault(value)}, got {value!r}")
     none = "None or " if getattr(TrainConfig, key) is None else ""
     raise ValueError(f"{key} must be {none}{limit.words()}, got {value!r}")
 

@@ -105,6 +105,17 @@ def check_run(r, n, epochs):
     assert positive(r["samples_per_s"]) and math.isfinite(r["first_epoch_loss"])
 
 
+def check_without_torch(results, n, epochs):
+    """results of a run without torch: nncompile's figures, each torch mode's
+    error; results itself."""
+    assert list(results) == ["nncompile", "torch_eager", "torch_default"]
+    check_run(results["nncompile"], n, epochs)
+    for k in ("torch_eager", "torch_default"):
+        assert set(results[k]) == {"error"}
+        assert results[k]["error"].startswith("ModuleNotFoundError")
+    return results
+
+
 def check_ratios(summary, results):
     """vs_eager and vs_best_compile as nncompile's samples/s over theirs,
     None where that contender has no figure."""
@@ -148,11 +159,7 @@ def test_mlp_without_torch_writes_its_record_with_the_errors(gpu, small_mlp, no_
                         "summary"}
     assert rec["benchmark"] == "mnist-shaped MLP 50-40-24-10, batch 16, SGD momentum"
     assert rec["gpu"] == gpu.name and rec["examples"] == 40 and rec["epochs"] == 2
-    res = rec["results"]
-    assert list(res) == ["nncompile", "torch_eager", "torch_default"]
-    check_run(res["nncompile"], 40, 2)
-    for k in ("torch_eager", "torch_default"):
-        assert set(res[k]) == {"error"} and res[k]["error"].startswith("ModuleNotFoundError")
+    res = check_without_torch(rec["results"], 40, 2)
     assert rec["summary"] == {"vs_eager": None, "vs_best_compile": None,
                               "first_epoch_losses_agree": None,
                               "targets_met": {"3x_eager": False, "1.3x_best_compile": False}}
@@ -264,11 +271,7 @@ def test_lenet_without_torch_writes_its_record_with_the_errors(gpu, small_lenet,
                         "epochs", "results", "summary"}
     assert rec["benchmark"] == "LeNet 28x28x1, batch 16, SGD momentum"
     assert rec["device"] == gpu.name and rec["torch_device"] == "cuda"
-    res = rec["results"]
-    assert list(res) == ["nncompile", "torch_eager", "torch_default"]
-    check_run(res["nncompile"], 24, 2)
-    for k in ("torch_eager", "torch_default"):
-        assert set(res[k]) == {"error"} and res[k]["error"].startswith("ModuleNotFoundError")
+    res = check_without_torch(rec["results"], 24, 2)
     assert rec["summary"] == {"vs_eager": None, "vs_best_compile": None,
                               "first_epoch_losses_agree": None, "target_2x_eager_met": False}
     assert load(tmp_path / "cuda_lenet.partial.json") == {"device": gpu.name, "results": res}

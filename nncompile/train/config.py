@@ -34,9 +34,12 @@ class Limit:
             (self.low < v if self.open_low else self.low <= v) and \
             (v < self.high if self.open_high else v <= self.high)
 
+    def kind(self) -> str:
+        return "a whole number" if self.whole else "a number"
+
     def words(self) -> str:
         """The kind and the lower end, in words: 'a whole number of 1 or more'."""
-        kind = "a whole number" if self.whole else "a number"
+        kind = self.kind()
         if self.low == -math.inf:
             return kind
         if self.open_high:
@@ -51,8 +54,7 @@ class Limit:
         """Every bound in words: 'a whole number from 1 to 2147483647'."""
         if self.high == math.inf or self.open_high or self.low == -math.inf or self.open_low:
             return self.words()
-        kind = "a whole number" if self.whole else "a number"
-        return f"{kind} from {_num(self.low)} to {_num(self.high)}"
+        return f"{self.kind()} from {_num(self.low)} to {_num(self.high)}"
 
     def fault(self, v: float) -> str:
         """What v fails, for 'X must be ...': 'positive', 'at most 2147483647'."""
