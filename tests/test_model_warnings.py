@@ -8,6 +8,7 @@ import glob
 import os
 import warnings
 
+import numpy as np
 import pytest
 
 import nncompile
@@ -106,3 +107,41 @@ def test_the_command_line_prints_the_warning_once_as_a_compiler_and_still_runs(t
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "ModelWarning" not in err
     assert err.startswith(f"{model}:5:20: warning: cross_entropy takes raw scores")
+
+
+def test_a_hidden_step_layer_warns_that_its_params_never_change():
+    src = "input x[2]\ntarget y[1]\nh = dense(x, 4, step)\noutput p = dense(h, 1, sigmoid)\n" \
+          "loss mse(p, y)\n"
+    assert warned(src) == [
+        "<string>:3:5: warning: step's gradient is 0 wherever it has one, so the loss's "
+        "gradient stops at 'h' on line 3: gradient descent never changes h.weight and h.bias\n"
+        "    h = dense(x, 4, step)\n"
+        "        ^^^^^\n"
+        "hint: use sigmoid, step's smooth version, or tanh in layers trained by "
+        "backpropagation; step suits a perceptron's output, trained with loss perceptron(z, "
+        "t) on its scores z"]
+    # and so it is: training leaves them where they started
+    model = nncompile.compile_source(src + "train {\n  data = xor\n  optimizer = sgd(lr = 0.5)\n"
+                                     "  batch = 4\n  epochs = 20\n}\n", device="cpu", quiet=True)
+    start = model.params
+    model.fit()
+    after = model.params
+    for k in ("h.weight", "h.bias"):
+        np.testing.assert_array_equal(after[k], start[k])
+    assert not np.array_equal(after["p.weight"], start["p.weight"])
+
+
+def test_a_step_warning_names_only_the_params_no_other_path_reaches():
+    src = "input x[2]\ntarget y[1]\nparam w[2, 1] = xavier\nparam v[2, 1] = xavier\n" \
+          "param u[2, 1] = xavier\np = sigmoid(step(x @ w) + x @ v + step(x @ u) * (x @ u))\n" \
+          "loss mse(p, y)\n"
+    [w] = warned(src)
+    assert w.startswith("<string>:6:13: warning: step's gradient is 0 wherever it has one, so "
+                        "the loss's gradient stops here: gradient descent never changes w\n")
+
+
+@pytest.mark.parametrize("sample", ["and_gate", "or_gate", "not_gate"])
+def test_the_perceptron_samples_step_only_their_output_and_do_not_warn(sample):
+    model = nncompile.compile(os.path.join(ROOT, "samples", f"{sample}.nn"), device="cpu",
+                              quiet=True)
+    assert "step" in model.source and model.warnings == []

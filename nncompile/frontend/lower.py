@@ -309,6 +309,34 @@ class Lowering:
                        "as dense, or a param) with a target, e.g. loss mse(p, y)")
         node.name = "loss"
         self.graph.loss = node
+        self.zero_gradients(node)
+
+    def zero_gradients(self, loss: Node):
+        """A warning at each step the loss's gradient cannot pass (its
+        derivative is 0 wherever it exists), naming the params that are then
+        never changed: those the loss reaches only through a step."""
+        passes, stack = {loss.id}, [loss]
+        while stack:
+            n = stack.pop()
+            if n.op in ("step", "stop_gradient"):
+                continue
+            for u in n.inputs:
+                if u.id not in passes:
+                    passes.add(u.id)
+                    stack.append(u)
+        for n in sorted(_ancestors(loss), key=lambda n: n.id):
+            if n.op != "step" or n.id not in passes:
+                continue
+            above = {p.name for p in _ancestors(n) if p.op == "param" and p.id not in passes}
+            stuck = [name for name in self.graph.params if name in above]
+            if stuck:
+                names = " and ".join([", ".join(stuck[:-1]), stuck[-1]] if stuck[1:] else stuck)
+                at = f"at {_origin(n)}" if n.name else "here"
+                self.warn(n.span, f"step's gradient is 0 wherever it has one, so the loss's "
+                          f"gradient stops {at}: gradient descent never changes {names}",
+                          "use sigmoid, step's smooth version, or tanh in layers trained by "
+                          "backpropagation; step suits a perceptron's output, trained with "
+                          "loss perceptron(z, t) on its scores z")
 
     def count_layers(self, e):
         layers, stack = 0, [e]
