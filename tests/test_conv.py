@@ -462,6 +462,10 @@ def test_a_strided_pool_names_how_many_rows_it_would_drop():
     text = error_of("input x[2, 9, 7]\np = avgpool(x, 2, stride = 4)\n")
     assert "avgpool(size 2, stride 4) does not tile its input exactly: 'x' on line 1 is " \
            "[2, 9, 7] per example, so its last 3 rows and last column would be dropped" in text
+    # no conv before it, so the hint does not suggest one's padding
+    assert text.splitlines()[-1] == (
+        "hint: pad the input to 10x10, or choose a size and stride with (height - size) and "
+        "(width - size) divisible by the stride")
 
 
 def test_a_pool_window_larger_than_its_input_is_an_error():
@@ -481,8 +485,9 @@ def test_flatten_into_a_weight_of_the_wrong_width_names_both_shapes():
 
 def test_dropout_rate_must_be_below_one():
     text = error_of("input x[4]\nh = dropout(x, 1)\n")
-    assert text.splitlines()[0] == ("bad.nn:2:16: error: the dropout rate is the fraction of "
-                                    "values dropped, below 1; got 1")
+    assert text.splitlines()[0] == "bad.nn:2:16: error: the dropout rate must be below 1, got 1"
+    assert text.splitlines()[-1] == ("hint: the dropout rate is the fraction of values dropped, "
+                                     "0 or more and below 1, e.g. dropout(h, 0.5)")
 
 
 def test_every_faulty_layer_is_reported_at_once():

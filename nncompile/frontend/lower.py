@@ -854,10 +854,12 @@ def lower_pool(lw: Lowering, e: ast.Call) -> Node:
         lost = " and ".join(f"last {word}" if n == 1 else f"last {n} {word}s"
                             for n, word in ((rows, "row"), (cols, "column")) if n)
         call = f"{e.func}(size {size}, stride {stride})"
+        after_conv = " (e.g. padding in the conv before it)" \
+            if any(n.op == "conv2d" for n in _ancestors(x)) else ""
         lw.error(e.span, f"{call} does not tile its input exactly: {what}, so its {lost} "
                  f"would be dropped",
-                 f"pad the input to {h + (stride - rows) % stride}x{w + (stride - cols) % stride} "
-                 f"(e.g. padding in the conv before it), or choose a size and stride with "
+                 f"pad the input to {h + (stride - rows) % stride}x{w + (stride - cols) % stride}"
+                 f"{after_conv}, or choose a size and stride with "
                  f"(height - size) and (width - size) divisible by the stride")
     return lw.add(e.func, [x], {"size": size, "stride": stride}, e.span)
 
@@ -869,8 +871,8 @@ def lower_dropout(lw: Lowering, e: ast.Call) -> Node:
         lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)")
     rate = lw.number(given, "the dropout rate", Limit(0), RATE)
     if rate >= 1:
-        lw.error(_span(given), f"the dropout rate is the fraction of values dropped, below 1; "
-                 f"got {_written(lw.program, given, rate)}", RATE)
+        lw.error(_span(given), f"the dropout rate must be below 1, got "
+                 f"{_written(lw.program, given, rate)}", RATE)
     x = lw.expr(e.args[0])
     if x.shape[:1] != (N,):
         lw.error(_span(e.args[0]), f"dropout works on per-example values, and {_origin(x)} does "
