@@ -108,6 +108,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot raise
+    BrokenPipeError again (Python's documented way out of a closed pipe)."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # no file descriptor (tests' capture)
+        pass
+
+
 def _version() -> str:
     from . import __version__
     return f"nncompile {__version__}"
@@ -140,6 +153,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         print("hint: use smaller layers or a smaller batch", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout closed early (`| head`): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141           # 128 + SIGPIPE, what a shell reports for such a tool
     except OSError as e:     # a file the user named cannot be read or written
         if args.debug:
             raise
@@ -206,7 +222,8 @@ class _Diverged(Exception):
 
 def cmd_run(args) -> int:
     from .train.loop import Interrupted
-    model = _compile(args.model, device=args.device)     # None: the file's device
+    model = _compile(args.model, device=args.device,    # None: the file's device
+                     quiet=args.quiet)                   # quiet: no "using the CPU" line
     cfg = model.train_config
     if not cfg.present:
         raise DataError("this model has no train block, so `run` has nothing to do",

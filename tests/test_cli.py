@@ -907,3 +907,28 @@ def test_stray_arguments_and_odd_numbers_are_usage_errors(work):
                     f"argument --epochs: '{text}' is not a whole number")
     lines = user_fault(cli("run", "", cwd=work), "error: the model file's name is empty")
     assert lines[1] == "hint: give the path of a .nn file"
+
+
+@pytest.mark.parametrize("args", [["check", "mnist_lenet.nn"],
+                                  ["run", "digits_mlp.nn", "--out", "OUT"]])
+def test_a_reader_that_closes_the_pipe_stops_the_command_quietly(args, tmp_path):
+    """As `nncompile check m.nn | head -1`: exit 141 (128 + SIGPIPE, as a shell
+    reports a tool the closed pipe stopped), no error line, nothing written."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    proc = subprocess.Popen([sys.executable, "-m", "nncompile.cli", *args], cwd=SAMPLES,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()                       # the reader has what it wanted
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert first.startswith(("model mnist_lenet", "nncompile: training digits_mlp"))
+    assert [ln for ln in err.splitlines() if not ln.startswith("nncompile: using")] == []
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_quiet_leaves_out_the_device_line(tmp_path):
+    r = cli("run", os.path.join(SAMPLES, "xor.nn"), "--epochs", "1", "--quiet", "--out",
+            str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("final: loss ")
