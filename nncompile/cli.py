@@ -532,9 +532,10 @@ def read_input(path: str, model) -> object:
     except Exception as e:
         what = "the array holds Python objects, not numbers" if "allow_pickle" in str(e) \
             else f"cannot read the file: it is cut short or damaged ({e})"
-        raise DataError(what, file=path,
-                        hint="save numeric inputs with np.save (one array) or np.savez (an "
-                             "array per input)") from None
+        from .train.data import damaged_numpy_file
+        raise damaged_numpy_file(path) or DataError(
+            what, file=path, hint="save numeric inputs with np.save (one array) or np.savez (an "
+                                  "array per input)") from None
     from .train.data import load_file
     if len(names) != 1:
         raise DataError("a .csv feeds a model with one input", file=path,

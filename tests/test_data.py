@@ -228,11 +228,13 @@ def test_csv_bad_byte_is_named_at_its_line_and_column(tmp_path):
      "cells are separated by ';'; nncompile reads comma-separated values"),
     ("a\tb\ty\n0\t0\t1\n", 1,
      "cells are separated by tabs; nncompile reads comma-separated values"),
-    ('"0,0,0\n1,1,1\n', 1, "unbalanced quote: a '\"' opens a cell that no '\"' closes"),
-    ('0,0,0\n1,"1,1\n0,1,1\n', 2, "unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+    ('"0,0,0\n1,1,1\n', 1,
+     "column 1: unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+    ('0,0,0\n1,"1,1\n0,1,1\n', 2,
+     "column 2: unbalanced quote: a '\"' opens a cell that no '\"' closes"),
     ('0,0,0\n1,"1\n2",1\n', 2,
      "column 2: a quoted cell runs from line 2 to line 3: is a '\"' unbalanced?"),
-    ('"0"1,0,0\n', 1, "a quoted cell goes on after its closing '\"'"),
+    ('"0"1,0,0\n', 1, "column 1: a quoted cell goes on after its closing '\"'"),
     ("1,2,label\n0,1,1\n", 1, "column 3: 'label' is not a finite number"),
 ])
 def test_malformed_csv_is_named_at_its_line_not_taken_for_a_header(tmp_path, text, row, message):
@@ -242,6 +244,49 @@ def test_malformed_csv_is_named_at_its_line_not_taken_for_a_header(tmp_path, tex
         load_file(str(p), 2, 1)
     assert (e.value.row, e.value.message) == (row, message)
     assert e.value.hint
+
+
+def test_csv_quote_faults_name_their_column(tmp_path):
+    """The column is the cell's, counted as csv counts cells: a quoted cell
+    (with '""' for a '"' in it) holds commas and may span lines."""
+    p = tmp_path / "d.csv"
+    for text, row, message in [
+            ('0,0,1\n1,1,"1\n', 2,
+             "column 3: unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+            ('\n0,"a, b","c""\n', 2,
+             "column 3: unbalanced quote: a '\"' opens a cell that no '\"' closes"),
+            ('0,"1"2,1\n', 1, "column 2: a quoted cell goes on after its closing '\"'"),
+            ('0,0,1\r\n"x, ""y""",1,"2" \r\n', 2,
+             "column 3: a quoted cell goes on after its closing '\"'"),
+            ('0,0,1\n0,"1\n2"x,1\n', 2, "column 2: a quoted cell goes on after its closing '\"'")]:
+        p.write_text(text, encoding="utf-8", newline="")
+        with pytest.raises(DataError) as e:
+            load_file(str(p), 2, 1)
+        assert str(e.value) == (f"{p}:{row}: error: {message}\nhint: numbers need no quotes: "
+                                "remove the stray '\"'"), text
+
+
+def test_the_separator_check_looks_outside_quotes(tmp_path):
+    """A quoted header name may hold ';' or a tab; a ';'- or tab-separated
+    file is still named at line 1, quoted names or not."""
+    p = tmp_path / "d.csv"
+    for text in ['"a;b",c,y\n0,0,1\n', '"a\tb", "c" ,"y;"\n0,0,1\n',
+                 '\n"x ""1;2""",\tc\t,"\ty"\n0,0,1\n']:
+        p.write_text(text, encoding="utf-8")
+        ds = load_file(str(p), 2, 1)
+        assert ds.x.tolist() == [[0, 0]] and ds.y.tolist() == [[1]], text
+    hint = "save the file with ',' between cells (and '.' as the decimal mark: 0.5, not 0,5)"
+    for text, row, name in [("a;b;y\n0;0;1\n", 1, "';'"), ('"a";b,y\n0,0,1\n', 1, "';'"),
+                            ('"a";"b";"y"\n"0";"0";"1"\n', 1, "';'"),
+                            ('\n\n"a;b";c;y\n0;0;1\n', 3, "';'"),
+                            ('"a"\t"b"\t"y"\n0\t0\t1\n', 1, "tabs"),
+                            ('"a\tb",c\td,y\n0,0,1\n', 1, "tabs")]:
+        p.write_text(text, encoding="utf-8")
+        with pytest.raises(DataError) as e:
+            load_file(str(p), 2, 1)
+        assert (e.value.row, e.value.message, e.value.hint) == (
+            row, f"cells are separated by {name}; nncompile reads comma-separated values",
+            hint), text
 
 
 def test_a_first_row_with_numbers_and_names_says_both_readings(tmp_path):
@@ -347,6 +392,26 @@ def test_npz_errors(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz file"):
         load_file(str(p), 2, 1)
+
+
+def test_a_truncated_or_damaged_npz_is_named_in_plain_words(tmp_path):
+    """Cut short anywhere (or with a byte changed inside an array), an .npz is
+    named as such, without numpy's or zipfile's own text."""
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.arange(12.0).reshape(6, 2), y=np.zeros((6, 1)))
+    raw = good.read_bytes()
+    changed = bytearray(raw)
+    changed[raw.index(b"\x93NUMPY") + 140] ^= 0xFF             # in x's values: a bad CRC
+    p = tmp_path / "d.npz"
+    for content in [raw[:n] for n in (0, 1, 3, 4, 30, len(raw) // 2, len(raw) - 1)] + \
+            [bytes(changed)]:
+        p.write_bytes(content)
+        with pytest.raises(DataError) as e:
+            load_file(str(p), 2, 1)
+        assert str(e.value) == (f"{p}: error: truncated or corrupt .npz file (not a complete "
+                                "zip archive)\nhint: write it again with numpy.savez; a copy "
+                                "cut short in transfer looks like this"), len(content)
+    assert load_file(str(good), 2, 1).x.tolist() == np.arange(12.0).reshape(6, 2).tolist()
 
 
 def test_npz_label_hints_say_labels_are_0_to_n_minus_1(tmp_path):

@@ -62,6 +62,33 @@ def test_an_object_array_is_not_numbers(tmp_path):
     assert "allow_pickle" not in str(e)
 
 
+def test_a_truncated_npy_or_npz_is_named_in_plain_words(tmp_path):
+    """A file cut short says so in our words: an .npy by its size against what
+    its header needs, an .npz as an incomplete zip archive; no numpy text."""
+    np.save(tmp_path / "a.npy", np.zeros((3, 2), np.float32))
+    np.savez(tmp_path / "b.npz", x=np.zeros((3, 2)))
+    npy, npz = (tmp_path / "a.npy").read_bytes(), (tmp_path / "b.npz").read_bytes()
+    assert len(npy) == 128 + 24
+    npy_hint = "write it again with numpy.save; a copy cut short in transfer looks like this"
+    for name, content, message, hint in [
+            ("data.npy", npy[:-1], "truncated or corrupt .npy file: it holds 151 bytes, its "
+             "header says 152", npy_hint),
+            ("head.npy", npy[:128], "truncated or corrupt .npy file: it holds 128 bytes, its "
+             "header says 152", npy_hint),
+            ("header.npy", npy[:60], "truncated or corrupt .npy file (not a complete .npy "
+             "header)", npy_hint),
+            ("magic.npy", npy[:6], "truncated or corrupt .npy file (not a complete .npy "
+             "header)", npy_hint),
+            ("cut.npz", npz[:-1], "truncated or corrupt .npz file (not a complete zip archive)",
+             "write it again with numpy.savez; a copy cut short in transfer looks like this"),
+            ("head.npz", npz[:4], "truncated or corrupt .npz file (not a complete zip archive)",
+             "write it again with numpy.savez; a copy cut short in transfer looks like this")]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        e = fault(path)
+        assert (e.message, e.hint) == (message, hint), name
+
+
 def test_csv_input_hints_say_nothing_of_targets_or_normalize(tmp_path):
     (tmp_path / "in.csv").write_text("")
     e = fault(tmp_path / "in.csv")

@@ -654,3 +654,24 @@ def test_grad_rms_shows_deep_sigmoid_gradients_staying_vanished(sample):
             assert low <= max(weights) / min(weights) < high, (act, r["epoch"])
             if act == "sigmoid":
                 assert g["h1.weight"] < g["h2.weight"] < g["logits.weight"]
+
+
+def test_fit_takes_class_labels_as_the_one_hot_rows_they_stand_for(sample):
+    """A 1-D integer y for a target of K > 1 entries is class labels (as a data
+    file's, and as PyTorch's CrossEntropyLoss takes): the same run as one-hot rows."""
+    rng = np.random.default_rng(3)
+    x, xt = rng.random((60, 64), np.float32), rng.random((20, 64), np.float32)
+    labels, test_labels = rng.integers(0, 10, 60), rng.integers(0, 10, 20)
+    runs = []
+    for y, yt in ((labels, test_labels), (np.eye(10)[labels], np.eye(10)[test_labels])):
+        m = nncompile.compile(sample("digits_mlp"), device="cpu")
+        runs.append((m.fit(x=x, y=y, x_test=xt, y_test=yt, epochs=2), m.params))
+    (h1, p1), (h2, p2) = runs
+    assert [{k: v for k, v in r.items() if k != "time"} for r in h1] == \
+        [{k: v for k, v in r.items() if k != "time"} for r in h2]
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k])
+    m = nncompile.compile(sample("digits_mlp"), device="cpu")
+    with pytest.raises(nncompile.DataError, match=r"^error: class label 10 of example 0 "
+                       r"\(counting from 0\) is outside 0\.\.9 for the target \[10\]\n"):
+        m.fit(x=x[:2], y=np.array([10, 1]), epochs=1)

@@ -11,7 +11,7 @@ Conventions:
   float column (target [1]), a seeded permutation picks the held-out rows, and
   normalisation statistics come from the training rows only.
 * Every fault the user can cause raises `DataError` naming the file and,
-  for csv, the 1-based line.
+  for csv, the 1-based line (and the column where known), with a hint.
 * Everything random draws from `np.random.default_rng(seed)`: the same seed
   gives the same arrays.
 """
@@ -21,7 +21,10 @@ import csv
 import gzip
 import io
 import math
+import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,8 +176,9 @@ def _looks_numeric(cell: str) -> bool:
 
 def _csv_rows(path: str) -> list:
     """[(line, cells)] of the file's non-blank rows, line being the 1-based
-    line the row starts on; a DataError at its line for bytes that are not
-    UTF-8 and for an unbalanced quote."""
+    line the row starts on; a DataError at its line (and column) for bytes
+    that are not UTF-8, for a fault of quotes, and for a first row separated
+    by ';' or tabs."""
     hint = "save the file as UTF-8 text: one example per line, its numbers separated by commas"
     try:
         raw = Path(path).read_bytes()
@@ -188,7 +192,8 @@ def _csv_rows(path: str) -> list:
         col = data.count(b",", data.rfind(b"\n", 0, at) + 1, at) + 1
         raise DataError(f"column {col}: byte 0x{data[at]:02x} is not UTF-8 text", file=path,
                         row=data.count(b"\n", 0, at) + 1, hint=hint) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lines = io.StringIO(text, newline="").readlines()   # the lines as csv counts them
+    reader = csv.reader(lines, strict=True)
     rows, end = [], 0
     quote = "numbers need no quotes: remove the stray '\"'"
     try:
@@ -199,14 +204,55 @@ def _csv_rows(path: str) -> list:
                                 f"to line {reader.line_num}: is a '\"' unbalanced?",
                                 file=path, row=end + 1, hint=quote)
             if any(c.strip() for c in row):
+                if not rows:
+                    _check_separator(path, end + 1, lines[end])
                 rows.append((end + 1, row))
             end = reader.line_num
     except csv.Error as e:
+        if not rows and "expected after" in str(e):     # "a";"b": ';' or tabs between cells
+            _check_separator(path, end + 1, lines[end])
         what = "unbalanced quote: a '\"' opens a cell that no '\"' closes" \
             if "end of data" in str(e) else "a quoted cell goes on after its closing '\"'" \
-            if "expected after" in str(e) else f"cannot read as csv text ({e})"
+            if "expected after" in str(e) else None
+        what = f"column {_quote_column(''.join(lines[end:]))}: {what}" if what \
+            else f"cannot read as csv text ({e})"
         raise DataError(what, file=path, row=end + 1, hint=quote) from None
     return rows
+
+
+_QUOTED = re.compile(r'"[^"]*(?:""[^"]*)*"')  # a quoted csv cell, '""' being a '"' in it
+_UNQUOTED = re.compile(r"[^,\r\n]*")
+
+
+def _quote_column(text: str) -> int:
+    """The 1-based column of the cell whose quotes break the csv row that
+    text starts with: a '"' opens it and none closes it, or it goes on after
+    its closing '"'. A '"' is a quote only at the start of a cell, as for csv."""
+    col, at = 1, 0
+    while True:
+        if text.startswith('"', at):
+            m = _QUOTED.match(text, at)
+            if m is None or text[m.end():m.end() + 1] not in ("", ",", "\r", "\n"):
+                return col
+            at = m.end()
+        else:
+            at = _UNQUOTED.match(text, at).end()
+        if not text.startswith(",", at):
+            return col
+        col, at = col + 1, at + 1
+
+
+def _check_separator(path: str, line: int, text: str) -> None:
+    """A DataError when the first row's text holds ';' or a tab in a cell,
+    outside quotes: a file separated by them. A quoted header name may hold
+    either."""
+    bare = re.sub("(^|,)" + _QUOTED.pattern, r"\1", text)   # the row less its quoted cells
+    for sep, name in ((";", "';'"), ("\t", "tabs")):
+        if any(sep in c.strip() for c in bare.split(",")):
+            raise DataError(f"cells are separated by {name}; nncompile reads comma-separated "
+                            "values", file=path, row=line,
+                            hint="save the file with ',' between cells (and '.' as the decimal "
+                                 "mark: 0.5, not 0,5)")
 
 
 def _load_csv(path: str, nf: int, nt: int) -> Dataset:
@@ -225,12 +271,6 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
                         hint="a csv row holds the input values, then the target values" if nt
                         else "give one input example per row, its values separated by commas")
     first_line, first = rows[0]
-    for sep, name in ((";", "';'"), ("\t", "tabs")):
-        if any(sep in c.strip() for c in first):
-            raise DataError(f"cells are separated by {name}; nncompile reads comma-separated "
-                            "values", file=path, row=first_line,
-                            hint="save the file with ',' between cells (and '.' as the decimal "
-                                 "mark: 0.5, not 0,5)")
     numbers = [c.strip() for c in first if _looks_numeric(c)]
     if not numbers:
         rows = rows[1:]                                     # a header
@@ -299,6 +339,45 @@ def _cell_error(path: str, line: int, col: int, cell: str, nt: int,
     return DataError(f"column {col + 1}: '{cell}' {what}", file=path, row=line, hint=hint)
 
 
+def damaged_numpy_file(path: str) -> DataError | None:
+    """The DataError for an .npy or .npz file that numpy failed to read when
+    it is cut short or damaged (judged by its first bytes, the .npy header's
+    shape and dtype against the file's size, and whether zipfile reads every
+    member of an .npz), or None when it looks whole: its fault is another."""
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return None
+    with fh:
+        head = fh.read(6)
+        fh.seek(0)
+        if head == b"\x93NUMPY":
+            hint = "write it again with numpy.save; a copy cut short in transfer looks like this"
+            try:
+                version = np.lib.format.read_magic(fh)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)(fh)
+            except ValueError:
+                return DataError("truncated or corrupt .npy file (not a complete .npy header)",
+                                 file=path, hint=hint)
+            have, need = os.path.getsize(path), fh.tell() + math.prod(shape) * dtype.itemsize
+            if dtype.hasobject or have >= need:
+                return None
+            return DataError(f"truncated or corrupt .npy file: it holds {have} bytes, its header "
+                             f"says {need}", file=path, hint=hint)
+        if b"PK".startswith(head[:2]):                  # a zip archive, or what is left of one
+            try:
+                with zipfile.ZipFile(fh) as z:
+                    if z.testzip() is None:
+                        return None
+            except (zipfile.BadZipFile, zlib.error, EOFError):
+                pass
+            return DataError("truncated or corrupt .npz file (not a complete zip archive)",
+                             file=path, hint="write it again with numpy.savez; a copy cut short "
+                                             "in transfer looks like this")
+    return None
+
+
 def _load_npz(path: str, nt: int) -> Dataset:
     """Arrays `x` (n, features...) and `y`: a 1-D y is class labels when nt > 1
     (floats must be whole numbers), any other y is float values reshaped to
@@ -306,8 +385,9 @@ def _load_npz(path: str, nt: int) -> Dataset:
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a DataError
-        raise DataError(f"not a readable .npz file ({e})", file=path,
-                        hint="save with np.savez(path, x=inputs, y=targets)") from None
+        raise damaged_numpy_file(path) or DataError(
+            f"not a readable .npz file ({e})", file=path,
+            hint="save with np.savez(path, x=inputs, y=targets)") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise DataError("not an .npz archive (a single array?)", file=path,
                         hint="save with np.savez(path, x=inputs, y=targets)")
@@ -319,9 +399,10 @@ def _load_npz(path: str, nt: int) -> Dataset:
                             file=path, hint="save with np.savez(path, x=inputs, y=targets)")
         try:
             x, y = z["x"], z["y"]
-        except ValueError as e:
-            raise DataError(f"cannot read the arrays ({e})", file=path,
-                            hint="save numeric arrays: np.savez(path, x=inputs, y=targets)") from None
+        except Exception as e:  # noqa: BLE001 - a damaged member is a DataError too
+            raise damaged_numpy_file(path) or DataError(
+                f"cannot read the arrays ({e})", file=path,
+                hint="save numeric arrays: np.savez(path, x=inputs, y=targets)") from None
     for key, a in (("x", x), ("y", y)):
         if np.iscomplexobj(a):
             raise DataError(f"array '{key}' holds complex numbers", file=path,
@@ -478,15 +559,7 @@ def prepare(ds: Dataset, input_shape: tuple, target_shape: tuple, split: float,
     if ds.labels:
         y = np.asarray(ds.y).astype(np.int64)
         if nt > 1:
-            bad = np.flatnonzero((y < 0) | (y >= nt))
-            if len(bad):
-                hint = "class labels are 0..N-1 for a target y[N], one entry per class"
-                if y.min() >= 0:
-                    hint += f": labels 0..{y.max()} need target y[{y.max() + 1}]"
-                raise DataError(f"class label {y[bad[0]]} of example {bad[0]} (counting from 0) "
-                                f"is outside 0..{nt - 1} for the target {_shape(target_shape)}",
-                                file=ds.source, hint=hint)
-            y = np.eye(nt, dtype=np.float32)[y]
+            y = one_hot(y, target_shape, ds.source)
         elif nt == 1:
             y = y.astype(np.float32).reshape(n, 1)
         else:
@@ -550,3 +623,19 @@ def normalized(x: np.ndarray, stats: tuple) -> np.ndarray:
     shift, scale = stats
     flat = np.asarray(x, np.float32).reshape(len(x), len(shift))
     return ((flat - shift) / scale).astype(np.float32, copy=False).reshape(x.shape)
+
+
+def one_hot(labels, target_shape: tuple, source: str | None) -> np.ndarray:
+    """Class labels 0..K-1 (K entries in the target) as one-hot float32 rows;
+    a DataError naming the first label outside that range."""
+    y = np.asarray(labels).astype(np.int64)
+    nt = math.prod(target_shape)
+    bad = np.flatnonzero((y < 0) | (y >= nt))
+    if len(bad):
+        hint = "class labels are 0..N-1 for a target y[N], one entry per class"
+        if y.min() >= 0:
+            hint += f": labels 0..{y.max()} need target y[{y.max() + 1}]"
+        raise DataError(f"class label {y[bad[0]]} of example {bad[0]} (counting from 0) "
+                        f"is outside 0..{nt - 1} for the target {_shape(target_shape)}",
+                        file=source, hint=hint)
+    return np.eye(nt, dtype=np.float32)[y]

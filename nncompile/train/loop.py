@@ -71,7 +71,23 @@ def load_data(model, cfg):
 
 
 def _as_feeds(model, x, y):
-    return model._as_dict(x, "input"), model._as_dict(y, "target")
+    xs = model._as_dict(x, "input")
+    return xs, model._as_dict(_class_labels(model, y, len(next(iter(xs.values())))), "target")
+
+
+def _class_labels(model, y, n: int):
+    """y as fit takes it: a 1-D array of integers, one per example, for a
+    model whose one target has K > 1 entries is class labels 0..K-1, made
+    one-hot here, as a data file's 1-D labels are (and as PyTorch's
+    CrossEntropyLoss takes class indices). Anything else is left as given."""
+    if isinstance(y, dict) or len(model.graph.targets) != 1:
+        return y
+    node, = model.graph.targets.values()
+    labels = np.asarray(y) if isinstance(y, (list, tuple, np.ndarray)) else None
+    if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" or \
+            len(node.shape) != 2 or node.shape[1] < 2 or len(labels) != n:
+        return y
+    return datasets.one_hot(labels, node.shape[1:], None)
 
 
 def fit(model, x=None, y=None, x_test=None, y_test=None, on_epoch=None, on_start=None,
