@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("model", metavar="MODEL.nn")
     d.add_argument("--weights", required=True, metavar="FILE",
                    help="weights written by `nncompile run` (.npz)")
-    d.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz or .csv")
+    d.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz, .csv, or MNIST idx images")
     d.add_argument("--output", metavar="FILE", help="write outputs to .npy, .npz or .csv "
                                                     "instead of printing them")
     d.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
@@ -484,17 +484,25 @@ def read_input(path: str, model) -> object:
     An .npy or .npz must be one by its first bytes, a .csv must not."""
     import numpy as np
 
-    anything = "give a .npy, .npz or .csv file of input examples"
+    from .train.data import is_idx, read_images
+    anything = "give a .npy, .npz or .csv file of input examples (or MNIST idx images)"
     if not os.path.exists(path):
         raise DataError("no such input file", file=path, hint=anything)
     if os.path.isdir(path):
         raise DataError("this is a folder, not an input file", file=path, hint=anything)
     names = list(model.inputs)
     several = f"an .npz with arrays {', '.join(names)}"
+    if is_idx(path):
+        if len(names) > 1:
+            raise DataError(f"an idx file holds one array, but the model has inputs "
+                            f"{', '.join(names)}", file=path, hint=f"give {several}")
+        return read_images(path)
     low = path.lower()
     ext = next((e for e in (".npy", ".npz", ".csv") if low.endswith(e)), None)
     if ext is None:
-        raise DataError("unsupported input file", file=path, hint="use .npy, .npz or .csv")
+        raise DataError("unsupported input file", file=path,
+                        hint="use .npy, .npz or .csv (or an MNIST idx images file, "
+                             "...-images-idx3-ubyte[.gz])")
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)

@@ -652,7 +652,7 @@ def test_missing_weights_and_input_files(trained):
         "hint: `nncompile run MODEL.nn` writes MODEL.weights.npz; Model.save writes one too"]
     r = cli("predict", "xor.nn", "--weights", "xor.weights.npz", "--input", "nope.npy", cwd=work)
     assert user_fault(r, "nope.npy: error: no such input file")[1:] == [
-        "hint: give a .npy, .npz or .csv file of input examples"]
+        "hint: give a .npy, .npz or .csv file of input examples (or MNIST idx images)"]
 
 
 def test_input_of_the_wrong_width(trained):

@@ -60,3 +60,32 @@ def test_mnist_lenet_without_its_files_is_a_data_error(sample, tmp_path):
     m = nncompile.compile(str(model), device="cpu")
     with pytest.raises(nncompile.DataError, match="no such file or folder"):
         m.fit(epochs=1)
+
+
+def test_predict_reads_mnist_idx_images_as_training_reads_them(sample, tmp_path, capsys):
+    """`nncompile predict mnist_lenet.nn --input t10k-images-idx3-ubyte.gz`:
+    the raw 0..255 images, normalised as for training, the same outputs as
+    Model.predict on those images as an array."""
+    from nncompile.cli import main
+    model = tmp_path / "mnist_lenet.nn"
+    shutil.copy(sample("mnist_lenet"), model)
+    mnist_files(tmp_path / "mnist", 80, seed=1)
+    assert main(["run", str(model), "--epochs", "1", "--quiet"]) == 0
+    images = np.random.default_rng(2).integers(0, 256, (5, 28, 28))
+    test = write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", images, gzip=True)
+    out = tmp_path / "pred.npy"
+    assert main(["predict", str(model), "--weights", str(tmp_path / "mnist_lenet.weights.npz"),
+                 "--input", str(test), "--output", str(out)]) == 0
+    m = nncompile.compile(str(model), device="cpu")
+    m.load(str(tmp_path / "mnist_lenet.weights.npz"))
+    want = m.predict(images.reshape(5, 1, 28, 28).astype(np.float32))
+    np.testing.assert_array_equal(np.load(out), want)
+    two = tmp_path / "two.nn"
+    two.write_text("input a[1, 28, 28]\ninput b[1, 28, 28]\noutput p = flatten(a) + flatten(b)\n")
+    np.savez(tmp_path / "none.npz")
+    capsys.readouterr()
+    assert main(["predict", str(two), "--weights", str(tmp_path / "none.npz"), "--input",
+                 str(test)]) == 1
+    assert capsys.readouterr().err == (
+        f"{test}: error: an idx file holds one array, but the model has inputs a, b\n"
+        "hint: give an .npz with arrays a, b\n")

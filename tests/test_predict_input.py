@@ -30,7 +30,7 @@ def test_a_folder_is_not_an_input_file(tmp_path):
     (tmp_path / "in.csv").mkdir()
     e = fault(tmp_path / "in.csv")
     assert (e.message, e.hint) == ("this is a folder, not an input file",
-                                   "give a .npy, .npz or .csv file of input examples")
+                                   "give a .npy, .npz or .csv file of input examples (or MNIST idx images)")
 
 
 def test_the_first_bytes_say_what_the_file_is(tmp_path):

@@ -141,12 +141,11 @@ def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
     if p.is_dir():
         return _load_mnist_dir(path)
     name = p.name.lower()
-    base = name[:-3] if name.endswith(".gz") else name
     if name.endswith(".csv"):
         return _load_csv(path, n_features, n_targets)
     if name.endswith(".npz"):
         return _load_npz(path, n_targets)
-    if re.search(r"(\.idx\d?|ubyte)$", base):
+    if is_idx(path):
         return _load_idx_pair(path, _labels_path(path))
     raise DataError(f"unsupported data file type '{p.suffix or p.name}'", file=path,
                     hint=f"supported: {SUPPORTED}")
@@ -510,6 +509,18 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
         raise DataError(f"{what}: {len(raw)} bytes, header {list(dims)} needs {need}", file=path,
                         hint="download the file again")
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
+
+
+def is_idx(path: str) -> bool:
+    """An MNIST idx file by its name (.idx3, ...ubyte; optionally .gz)."""
+    name = Path(path).name.lower()
+    return bool(re.search(r"(\.idx\d?|ubyte)$", name[:-3] if name.endswith(".gz") else name))
+
+
+def read_images(path: str) -> np.ndarray:
+    """An idx file of images (n, rows, cols) as raw float32 0..255, the
+    values training reads from it (predict's input; no labels needed)."""
+    return _read_idx(path, _IDX_IMAGES).astype(np.float32)
 
 
 def _load_idx_pair(images: str, labels: str) -> Dataset:
