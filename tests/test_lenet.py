@@ -58,8 +58,9 @@ def test_mnist_lenet_without_its_files_is_a_data_error(sample, tmp_path):
     model = tmp_path / "mnist_lenet.nn"
     shutil.copy(sample("mnist_lenet"), model)
     m = nncompile.compile(str(model), device="cpu")
-    with pytest.raises(nncompile.DataError, match="no such file or folder"):
+    with pytest.raises(nncompile.DataError, match="no such file or folder") as e:
         m.fit(epochs=1)
+    assert e.value.hint.endswith("; docs/mnist.md says where to get MNIST's files")
 
 
 def test_predict_reads_mnist_idx_images_as_training_reads_them(sample, tmp_path, capsys):

@@ -136,8 +136,10 @@ def load_file(path: str, n_features: int, n_targets: int) -> Dataset:
     """
     p = Path(path)
     if not p.exists():
+        mnist = "; docs/mnist.md says where to get MNIST's files" \
+            if is_idx(path) or "mnist" in path.lower() else ""
         raise DataError("no such file or folder", file=path,
-                        hint=f"looked for {p.resolve()}; supported: {SUPPORTED}")
+                        hint=f"looked for {p.resolve()}; supported: {SUPPORTED}{mnist}")
     if p.is_dir():
         return _load_mnist_dir(path)
     name = p.name.lower()
