@@ -713,9 +713,11 @@ def test_device_cuda_in_the_train_block_without_a_gpu(work):
     # --device overrides the file, auto too (the CPU, saying so in one line)
     r = cli("run", "gpu.nn", "--epochs", "1", "--device", "cpu", "--quiet", cwd=work)
     assert r.returncode == 0, r.stderr
-    r = cli("run", "gpu.nn", "--epochs", "1", "--device", "auto", "--quiet", cwd=work)
+    r = cli("run", "gpu.nn", "--epochs", "1", "--device", "auto", cwd=work)
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("nncompile: using the CPU (") and r.stderr.count("\n") == 1
+    r = cli("run", "gpu.nn", "--epochs", "1", "--device", "auto", "--quiet", cwd=work)
+    assert (r.returncode, r.stderr) == (0, "")          # --quiet: not even that line
     assert nncompile.compile(str(work / "gpu.nn"), device="auto", quiet=True).device == "cpu"
 
 
