@@ -91,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("model", metavar="MODEL.nn")
     d.add_argument("--weights", required=True, metavar="FILE",
                    help="weights written by `nncompile run` (.npz)")
-    d.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz, .csv, or MNIST idx images")
+    d.add_argument("--input", required=True, metavar="FILE",
+                   help=".npy, .npz, .csv, or MNIST idx images")
     d.add_argument("--output", metavar="FILE", help="write outputs to .npy, .npz or .csv "
                                                     "instead of printing them")
     d.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")

@@ -675,3 +675,5 @@ def test_fit_takes_class_labels_as_the_one_hot_rows_they_stand_for(sample):
     with pytest.raises(nncompile.DataError, match=r"^error: class label 10 of example 0 "
                        r"\(counting from 0\) is outside 0\.\.9 for the target \[10\]\n"):
         m.fit(x=x[:2], y=np.array([10, 1]), epochs=1)
+    with pytest.raises(nncompile.DataError, match="^error: 'y' is not an array of numbers"):
+        m.fit(x=x[:2], y=[[1, 2], [3]], epochs=1)         # ragged: no ValueError from numpy

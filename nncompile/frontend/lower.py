@@ -621,9 +621,7 @@ class Lowering:
         """A warning where a loss that takes raw scores (logits) is given
         probabilities: softmax or sigmoid applied twice, or a perceptron's
         threshold at 0 that a sigmoid output never crosses."""
-        scores = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
-                  "perceptron": None}
-        if e.func not in scores:
+        if e.func not in ("cross_entropy", "binary_cross_entropy", "perceptron"):
             return
         if p.op == "exp" and p.inputs[0].op == "log_softmax":
             what, z = "softmax", p.inputs[0].inputs[0]
@@ -635,8 +633,9 @@ class Lowering:
             effect = (f"a {what}'s output is above 0 for every input, so the perceptron "
                       "never sees a negative score")
         else:
-            effect = (f"the loss applies {scores[e.func]} a second time, which squeezes the "
-                      "scores into (0, 1) and slows learning")
+            own = "softmax" if e.func == "cross_entropy" else "sigmoid"
+            effect = (f"the loss applies {own} a second time, which squeezes the scores into "
+                      "(0, 1) and slows learning")
         if z.name:
             hint = (f"pass the values before the {what}: {e.func}({z.name}, "
                     f"{_text(self.program, e.args[1]).strip(chr(39))})")

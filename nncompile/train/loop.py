@@ -83,7 +83,10 @@ def _class_labels(model, y, n: int):
     if isinstance(y, dict) or len(model.graph.targets) != 1:
         return y
     node, = model.graph.targets.values()
-    labels = np.asarray(y) if isinstance(y, (list, tuple, np.ndarray)) else None
+    try:
+        labels = np.asarray(y) if isinstance(y, (list, tuple, np.ndarray)) else None
+    except ValueError:          # ragged: Model._check says so
+        return y
     if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" or \
             len(node.shape) != 2 or node.shape[1] < 2 or len(labels) != n:
         return y
