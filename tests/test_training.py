@@ -677,3 +677,58 @@ def test_fit_takes_class_labels_as_the_one_hot_rows_they_stand_for(sample):
         m.fit(x=x[:2], y=np.array([10, 1]), epochs=1)
     with pytest.raises(nncompile.DataError, match="^error: 'y' is not an array of numbers"):
         m.fit(x=x[:2], y=[[1, 2], [3]], epochs=1)         # ragged: no ValueError from numpy
+
+
+MODELS = {   # loss -> a model whose target t that loss takes
+    "perceptron": "input x[2]\ntarget t[1]\nz = dense(x, 1)\nloss perceptron(z, t)\n",
+    "binary_cross_entropy": "input x[2]\ntarget t[1]\nz = dense(x, 1)\n"
+                            "loss binary_cross_entropy(z, t)\n",
+    "cross_entropy": "input x[2]\ntarget t[3]\nz = dense(x, 3)\nloss cross_entropy(z, t)\n",
+}
+
+
+@pytest.mark.parametrize("loss, t, message", [
+    ("perceptron", [[0], [1], [-1]], "'t' example 2 (counting from 0) holds -1, but perceptron "
+     "at <string>:4:6 takes targets 0 or 1"),
+    ("binary_cross_entropy", [[0], [3], [1]], "'t' example 1 (counting from 0) holds 3, but "
+     "binary_cross_entropy at <string>:4:6 takes targets from 0 to 1"),
+    ("cross_entropy", [[0, 1, 0], [1, 1, 0], [0, 0, 1]], "'t' example 1 (counting from 0) sums "
+     "to 2, but cross_entropy at <string>:4:6 takes one-hot rows or probabilities that sum "
+     "to 1"),
+    ("cross_entropy", [[0, 1, 0], [0.5, 1, -0.5], [0, 0, 1]], "'t' example 1 (counting from 0) "
+     "holds -0.5, but cross_entropy at <string>:4:6 takes one-hot rows or probabilities that "
+     "sum to 1")])
+def test_targets_a_loss_cannot_take_are_a_data_error_at_the_first_example(loss, t, message):
+    m = nncompile.compile_source(MODELS[loss], device="cpu")
+    x = np.zeros((3, 2), np.float32)
+    with pytest.raises(nncompile.DataError) as e:
+        m.fit(x=x, y=np.array(t, np.float32), epochs=1)
+    assert e.value.message == message and e.value.hint
+    with pytest.raises(nncompile.DataError):                 # held-out targets too
+        m.fit(x=x[:1], y=np.array(t[:1], np.float32), x_test=x, y_test=np.array(t, np.float32))
+
+
+def test_targets_each_loss_takes_train(tmp_path):
+    x = np.zeros((2, 2), np.float32)
+    for loss, t in [("perceptron", [[0], [1]]), ("binary_cross_entropy", [[0.25], [1]]),
+                    ("cross_entropy", [[0.2, 0.3, 0.5], [0, 0, 1]])]:
+        m = nncompile.compile_source(MODELS[loss], device="cpu")
+        assert len(m.fit(x=x, y=np.array(t, np.float32), epochs=1)) == 1
+
+
+def test_a_data_files_bad_target_is_named_at_its_csv_line_or_npz_example(tmp_path):
+    model = tmp_path / "m.nn"
+    model.write_text(MODELS["perceptron"] + 'train {\n  data = "d.csv"\n  optimizer = sgd(lr = '
+                     '0.1)\n  batch = 1\n  epochs = 1\n}\n')
+    (tmp_path / "d.csv").write_text("a,b,t\n0,0,0\n\n0,1,-1\n1,1,1\n")
+    m = nncompile.compile(str(model), device="cpu")
+    with pytest.raises(nncompile.DataError) as e:
+        m.fit()
+    assert str(e.value) == (
+        f"{tmp_path / 'd.csv'}:4: error: its target holds -1, but perceptron at "
+        f"{model}:4:6 takes targets 0 or 1\n"
+        "hint: this perceptron rule takes 0/1 targets (step's outputs): write -1 targets as 0")
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 2)), y=np.array([[1.0], [0.0], [2.0]]))
+    with pytest.raises(nncompile.DataError) as e:
+        m.fit(data=str(tmp_path / "d.npz"))
+    assert e.value.message.startswith("example 2 (counting from 0): its target holds 2, but ")

@@ -580,6 +580,9 @@ class Lowering:
         sp = e.span
         all_axes = tuple(range(len(p.shape)))
         self.squashed_scores(e, p)
+        if t.op == "target" and e.func in ("cross_entropy", "binary_cross_entropy",
+                                           "perceptron"):   # checked against the data
+            self.graph.target_losses.setdefault(t.attrs["name"], (e.func, sp))
         if e.func == "mse":
             return self.mean(self.add("square", [self.add("sub", [p, t], span=sp)], span=sp),
                              all_axes, sp)

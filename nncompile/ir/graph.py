@@ -67,6 +67,7 @@ class Graph:
     values: dict = field(default_factory=dict)     # user's intermediate names -> Node
     adjoints: dict = field(default_factory=dict)   # forward node id -> d loss / d it (Node)
     warnings: list = field(default_factory=list)   # the front end's warning Diagnostics
+    target_losses: dict = field(default_factory=dict)  # target name -> (loss, Span) taking it
     _next_id: int = 0
 
     # building -------------------------------------------------------------

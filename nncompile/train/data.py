@@ -50,6 +50,7 @@ class Dataset:
     labels: bool           # True when y holds class labels
     source: str            # 'xor', 'digits' or the file path, for messages
     default_split: float   # 0.0 for the gates, 0.2 for everything else
+    lines: list | None = None   # a csv's file line of each example, for messages
 
 
 @dataclass
@@ -305,7 +306,8 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
     data = np.asarray(values, dtype=np.float64)
     x = data[:, :nf].astype(np.float32)
     if width == nf + nt:
-        return Dataset(x, data[:, nf:].astype(np.float32), False, path, 0.2)
+        return Dataset(x, data[:, nf:].astype(np.float32), False, path, 0.2,
+                       [line for line, _ in rows])
     last = data[:, nf]
     for (line, row), v in zip(rows, last):
         if v != int(v) or not 0 <= v < nt:
@@ -313,7 +315,7 @@ def _load_csv(path: str, nf: int, nt: int) -> Dataset:
                             file=path, row=line,
                             hint=f"with {width} columns the last one is a class label "
                                  f"for the {nt}-entry target")
-    return Dataset(x, last.astype(np.int64), True, path, 0.2)
+    return Dataset(x, last.astype(np.int64), True, path, 0.2, [line for line, _ in rows])
 
 
 def _cell_error(path: str, line: int, col: int, cell: str, nt: int,
@@ -652,3 +654,35 @@ def one_hot(labels, target_shape: tuple, source: str | None) -> np.ndarray:
                         f"is outside 0..{nt - 1} for the target {_shape(target_shape)}",
                         file=source, hint=hint)
     return np.eye(nt, dtype=np.float32)[y]
+
+
+TARGETS = {    # loss -> (what its targets must be, a hint)
+    "cross_entropy": ("one-hot rows or probabilities that sum to 1",
+                      "give class labels (one integer per example) or one-hot rows; for "
+                      "several yes/no targets use binary_cross_entropy"),
+    "binary_cross_entropy": ("targets from 0 to 1",
+                             "scale the targets into [0, 1]; for other values use mse"),
+    "perceptron": ("targets 0 or 1", "this perceptron rule takes 0/1 targets (step's "
+                                     "outputs): write -1 targets as 0"),
+}
+
+
+def target_fault(y: np.ndarray, loss: str) -> tuple | None:
+    """(example, what is wrong with its target) for the first example whose
+    target the loss cannot take (TARGETS), or None."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1) if loss != "cross_entropy" else \
+        np.asarray(y, np.float64)
+    if loss == "cross_entropy":
+        rows = y.reshape(len(y), -1, y.shape[-1]) if y.ndim > 1 else y.reshape(len(y), 1, 1)
+        sums = rows.sum(-1)
+        bad = (rows < 0).any(-1) | (np.abs(sums - 1) > 1e-3)
+        hit = np.flatnonzero(bad.any(-1))
+        if len(hit):
+            i = hit[0]
+            j = np.flatnonzero(bad[i])[0]
+            neg = rows[i, j][rows[i, j] < 0]
+            return i, f"holds {neg[0]:g}" if len(neg) else f"sums to {sums[i, j]:g}"
+        return None
+    bad = (y < 0) | (y > 1) if loss == "binary_cross_entropy" else (y != 0) & (y != 1)
+    hit = np.argwhere(bad)
+    return None if not len(hit) else (hit[0][0], f"holds {y[hit[0][0], hit[0][1]]:g}")

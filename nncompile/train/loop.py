@@ -64,6 +64,9 @@ def load_data(model, cfg):
             if model.file != "<string>" else path
     ds = datasets.load(path, cfg.data_is_path, cfg.seed, int(np.prod(in_shape)),
                        int(np.prod(t_shape)))
+    if not ds.labels or int(np.prod(t_shape)) == 1:       # one-hot labels fit any loss
+        check_targets(model, yname, ds.y if not ds.labels else ds.y.reshape(-1, 1),
+                      file=ds.source, lines=ds.lines)
     split = ds.default_split if cfg.split is None else cfg.split
     sp = datasets.prepare(ds, in_shape, t_shape, split, cfg.normalize, cfg.seed)
     return ({xname: sp.x_train}, {yname: sp.y_train}, {xname: sp.x_test}, {yname: sp.y_test},
@@ -72,7 +75,26 @@ def load_data(model, cfg):
 
 def _as_feeds(model, x, y):
     xs = model._as_dict(x, "input")
-    return xs, model._as_dict(_class_labels(model, y, len(next(iter(xs.values())))), "target")
+    ys = model._as_dict(_class_labels(model, y, len(next(iter(xs.values())))), "target")
+    for name, values in ys.items():
+        check_targets(model, name, values)
+    return xs, ys
+
+
+def check_targets(model, name: str, y, file=None, lines=None) -> None:
+    """A DataError at the first example whose target the loss that takes
+    target `name` cannot take (data.TARGETS: -1 for the perceptron, 3 for
+    binary_cross_entropy, a row summing to 2 for cross_entropy)."""
+    rule = model.graph.target_losses.get(name)
+    fault = rule and datasets.target_fault(y, rule[0])
+    if not fault:
+        return
+    (loss, span), (i, why) = rule, fault
+    need, hint = datasets.TARGETS[loss]
+    which = "its target" if lines else f"'{name}' example {i} (counting from 0)" \
+        if file is None else f"example {i} (counting from 0): its target"
+    raise DataError(f"{which} {why}, but {loss} at {span} takes {need}",
+                    file=file, row=lines[i] if lines else None, hint=hint)
 
 
 def _class_labels(model, y, n: int):
