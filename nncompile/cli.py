@@ -322,7 +322,7 @@ def summarize(model, history: list, start: dict, args) -> None:
     if "train_accuracy" in last and "test_accuracy" in last:
         summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
     print("final: " + ", ".join(summary))
-    note = None if cfg.early_stop else overfitting_note(history)
+    note = chance_note(model, last) or (None if cfg.early_stop else overfitting_note(history))
     if note:
         print(note)
     if args.grad_rms:
@@ -384,7 +384,9 @@ OVERFIT_AFTER = 3       # epochs between the lowest held-out loss and the end, a
 def overfitting_note(history: list) -> str | None:
     """A note when the run overfitted: the held-out loss ended OVERFIT_RISE
     times above its lowest, reached OVERFIT_AFTER or more epochs before the
-    end, while the training loss went on falling."""
+    end, while the training loss went on falling and ended OVERFIT_RISE times
+    below the held-out loss (without that gap, a held-out loss that rose is
+    no overfitting: a network that learned nothing has it too)."""
     import numpy as np
     losses = [r.get("test_loss") for r in history]
     if len(history) <= OVERFIT_AFTER or any(v is None or not np.isfinite(v) for v in losses):
@@ -392,13 +394,38 @@ def overfitting_note(history: list) -> str | None:
     b = min(range(len(losses)), key=losses.__getitem__)
     best, last = history[b], history[-1]
     if len(history) - 1 - b < OVERFIT_AFTER or not losses[-1] >= OVERFIT_RISE * losses[b] \
-            or not last["loss"] < best["loss"]:
+            or not last["loss"] < best["loss"] or not OVERFIT_RISE * last["loss"] <= losses[-1]:
         return None
     return (f"note: overfitting: the held-out loss was lowest at epoch {best['epoch']} "
             f"({losses[b]:.4f}) and ended {100 * (losses[-1] / losses[b] - 1):.0f}% higher, "
             f"while the training loss fell from {best['loss']:.4f} to {last['loss']:.4f}\n"
             f"  hint: early_stop = {OVERFIT_AFTER + 2} in the train block stops there and keeps "
             "that epoch's weights; dropout, fewer units or more data also help")
+
+
+CHANCE = 0.98           # a cross-entropy this near log(classes) or above learned nothing
+
+
+def chance_note(model, last: dict) -> str | None:
+    """A note when a `cross_entropy` over K classes ended at CHANCE * ln K or
+    above: what predicting 1/K for every class gives, so the network learned
+    nothing (dead relus after a too large first step, unscaled inputs)."""
+    import math
+    if len(model.graph.target_losses) != 1:
+        return None
+    (name, (loss, _)), = model.graph.target_losses.items()
+    classes = math.prod(model.graph.targets[name].shape[1:])
+    if loss != "cross_entropy" or classes < 2 or not last["loss"] >= CHANCE * math.log(classes):
+        return None
+    cures = ["a smaller lr"]
+    if model.train_config.normalize == "none":
+        cures.append("normalize = standardize")
+    return (f"note: the network learned nothing: its training loss ended at "
+            f"{last['loss']:.4f}, what giving each of the {classes} classes the same "
+            f"probability gives (ln {classes} = {math.log(classes):.4f})\n"
+            "  hint: `run --grad-rms` shows the gradients that died (relu units a big step "
+            "turned off for good) or vanished (deep sigmoid or tanh layers); "
+            f"{' or '.join(cures)} in the train block, or relu layers, are the usual cures")
 
 
 def _at_data_line(model, e: DataError) -> NNCompileError:

@@ -153,6 +153,40 @@ def test_the_overfitting_note_needs_a_rise_late_enough_while_training_improves()
     assert overfitting_note(_records([0.9, 0.5, 0.6, 0.6, 0.6, 0.6], flat)) is None
     assert overfitting_note(_records([0.9, 0.5, float("nan"), 0.6, 0.6, 0.6], train)) is None
     assert overfitting_note([{"epoch": i, "loss": 1.0 / i} for i in range(1, 9)]) is None
+    # no gap at the end: the training loss is not 1.1 times below the held-out loss
+    assert overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.56],
+                                     [1.0, 0.9, 0.8, 0.7, 0.6, 0.51])) is None
+    assert overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.56],
+                                     [1.0, 0.9, 0.8, 0.7, 0.6, 0.509])) is not None
+
+
+def test_a_run_that_learned_nothing_says_so_and_is_no_overfitting(work):
+    """digits_mlp on the raw pixels (0 to 16) with lr 0.05: the relus die in
+    the first epochs and the loss stays at ln 10, chance for 10 classes. Its
+    held-out loss was lowest at epoch 1 and ended higher, but the training
+    loss is no lower than it: a note says the network learned nothing, not
+    that it overfitted."""
+    (work / "raw.nn").write_text((work / "digits_mlp.nn").read_text().replace(
+        "normalize = standardize", "normalize = none"))
+    r = cli("run", "raw.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((work / "raw.history.json").read_text())["epochs"]
+    assert min(r["test_loss"] for r in history) == history[0]["test_loss"]
+    assert history[-1]["test_loss"] > 1.1 * history[0]["test_loss"]
+    final = history[-1]["loss"]
+    assert 2.2565 < final < 2.35            # 0.98 ln 10 and above
+    assert r.stdout.splitlines()[-2:] == [
+        f"note: the network learned nothing: its training loss ended at {final:.4f}, what "
+        "giving each of the 10 classes the same probability gives (ln 10 = 2.3026)",
+        "  hint: `run --grad-rms` shows the gradients that died (relu units a big step turned "
+        "off for good) or vanished (deep sigmoid or tanh layers); a smaller lr or "
+        "normalize = standardize in the train block, or relu layers, are the usual cures"]
+    (work / "small.nn").write_text((work / "raw.nn").read_text().replace("lr = 0.05",
+                                                                          "lr = 0.005"))
+    r = cli("run", "small.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0 and "learned nothing" not in r.stdout
+    assert json.loads((work / "small.history.json").read_text())["epochs"][-1][
+        "test_accuracy"] > 0.95
 
 
 def test_run_notes_that_digits_mlp_overfits(work):
