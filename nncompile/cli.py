@@ -322,7 +322,8 @@ def summarize(model, history: list, start: dict, args) -> None:
     if "train_accuracy" in last and "test_accuracy" in last:
         summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
     print("final: " + ", ".join(summary))
-    note = chance_note(model, last) or (None if cfg.early_stop else overfitting_note(history))
+    note = chance_note(model, last) or rising_note(history) or \
+        (None if cfg.early_stop else overfitting_note(history))
     if note:
         print(note)
     if args.grad_rms:
@@ -403,19 +404,22 @@ def overfitting_note(history: list) -> str | None:
             "that epoch's weights; dropout, fewer units or more data also help")
 
 
-CHANCE = 0.98           # a cross-entropy this near log(classes) or above learned nothing
+CHANCE = 0.02           # a cross-entropy within 2% of log(classes) learned nothing
 
 
 def chance_note(model, last: dict) -> str | None:
-    """A note when a `cross_entropy` over K classes ended at CHANCE * ln K or
-    above: what predicting 1/K for every class gives, so the network learned
-    nothing (dead relus after a too large first step, unscaled inputs)."""
+    """A note when a `cross_entropy` over K classes ended within CHANCE of
+    ln K, what predicting 1/K for every class gives, at a training accuracy
+    (if known) of at most 2/K: the network learned nothing (dead relus after
+    a too large first step, unscaled inputs, vanishing gradients)."""
     import math
     if len(model.graph.target_losses) != 1:
         return None
     (name, (loss, _)), = model.graph.target_losses.items()
     classes = math.prod(model.graph.targets[name].shape[1:])
-    if loss != "cross_entropy" or classes < 2 or not last["loss"] >= CHANCE * math.log(classes):
+    if loss != "cross_entropy" or classes < 2 or \
+            not abs(last["loss"] / math.log(classes) - 1) <= CHANCE or \
+            last.get("train_accuracy", 0) > 2 / classes:
         return None
     cures = ["a smaller lr"]
     if model.train_config.normalize == "none":
@@ -426,6 +430,30 @@ def chance_note(model, last: dict) -> str | None:
             "  hint: `run --grad-rms` shows the gradients that died (relu units a big step "
             "turned off for good) or vanished (deep sigmoid or tanh layers); "
             f"{' or '.join(cures)} in the train block, or relu layers, are the usual cures")
+
+
+GREW = 2.0              # a training loss this many times its lowest, at the end,
+REGAINED = 0.25         # having lost this much of the fall from epoch 1 to the lowest
+
+
+def rising_note(history: list) -> str | None:
+    """A note when the training loss ended GREW times above its lowest and
+    REGAINED or more of its fall from epoch 1 to there: the steps overshoot
+    (too large an lr for the batch, exploding gradients). A loss that wobbles
+    far below where it began (adam near a minimum) gets none."""
+    import numpy as np
+    losses = [r["loss"] for r in history]
+    if not all(np.isfinite(losses)):
+        return None
+    b = min(range(len(losses)), key=losses.__getitem__)
+    if not losses[-1] >= GREW * losses[b] or \
+            not losses[-1] - losses[b] >= REGAINED * (losses[0] - losses[b]):
+        return None
+    return (f"note: the training loss grew: it was lowest at epoch {history[b]['epoch']} "
+            f"({losses[b]:.4f}) and ended {losses[-1] / losses[b]:.0f} times higher "
+            f"({losses[-1]:.4f}): the steps overshoot\n"
+            "  hint: use a smaller lr (smaller batches need smaller ones), or clip = 1.0 in "
+            "the train block; `run --grad-rms` shows the gradients growing")
 
 
 def _at_data_line(model, e: DataError) -> NNCompileError:

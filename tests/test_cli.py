@@ -205,6 +205,55 @@ def test_run_notes_that_digits_mlp_overfits(work):
     assert r.returncode == 0 and "overfitting" not in r.stdout
 
 
+def test_the_rising_note_needs_a_loss_that_doubled_and_gave_back_a_quarter_of_its_fall():
+    from nncompile.cli import rising_note
+
+    def note(losses):
+        return rising_note([{"epoch": i + 1, "loss": v} for i, v in enumerate(losses)])
+    assert note([2.3, 0.05, 0.8]) == (
+        "note: the training loss grew: it was lowest at epoch 2 (0.0500) and ended 16 times "
+        "higher (0.8000): the steps overshoot\n"
+        "  hint: use a smaller lr (smaller batches need smaller ones), or clip = 1.0 in the "
+        "train block; `run --grad-rms` shows the gradients growing")
+    assert note([2.3, 0.05, 0.6]) is None              # 0.55 < a quarter of 2.25
+    assert note([2.3, 0.5, 0.99]) is None              # less than twice 0.5
+    assert note([0.3, 0.00001, 0.0002]) is None        # a wobble far below the start
+    assert note([1.0, 2.0, 3.0]) is not None           # lowest at epoch 1: grew from the start
+    assert note([1.0, float("nan"), 3.0]) is None      # diverged: `run` stops with an error
+
+
+def test_the_chance_note_needs_a_loss_within_2_percent_of_ln_k_and_a_chance_accuracy(work):
+    import math
+
+    from nncompile.cli import chance_note
+    model = nncompile.compile(str(work / "digits_mlp.nn"), device="cpu", quiet=True)
+    ln10 = math.log(10)
+    assert chance_note(model, {"loss": 0.981 * ln10}).startswith("note: the network learned")
+    assert chance_note(model, {"loss": 1.019 * ln10, "train_accuracy": 0.2}) is not None
+    assert chance_note(model, {"loss": 0.979 * ln10}) is None
+    assert chance_note(model, {"loss": 1.021 * ln10}) is None
+    assert chance_note(model, {"loss": ln10, "train_accuracy": 0.21}) is None
+    sine = nncompile.compile(os.path.join(SAMPLES, "sine.nn"), device="cpu", quiet=True)
+    assert chance_note(sine, {"loss": ln10}) is None
+
+
+def test_a_run_whose_loss_grows_says_the_steps_overshoot(work):
+    """digits_mlp with batch 10 at the lr that suits batch 32: the held-out
+    accuracy stays near 95% while the loss grows from 0.91 to 467 (a few
+    examples predicted ever more confidently wrong). Neither 'learned
+    nothing' nor overfitting, though a cross_entropy far above ln 10."""
+    (work / "b10.nn").write_text((work / "digits_mlp.nn").read_text().replace(
+        "batch     = 32", "batch     = 10"))
+    r = cli("run", "b10.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    h = json.loads((work / "b10.history.json").read_text())["epochs"]
+    assert h[-1]["loss"] > 100 * h[0]["loss"] and h[-1]["train_accuracy"] > 0.9
+    assert r.stdout.splitlines()[-2] == (
+        f"note: the training loss grew: it was lowest at epoch 1 ({h[0]['loss']:.4f}) and "
+        f"ended {h[-1]['loss'] / h[0]['loss']:.0f} times higher ({h[-1]['loss']:.4f}): "
+        "the steps overshoot")
+
+
 def test_early_stop_lines_when_no_held_out_loss_was_finite():
     from nncompile.cli import early_stop_lines
     from nncompile.train.loop import EarlyStop
