@@ -155,6 +155,15 @@ class Model:
         # fit on its data (or a weights file) measured it; None: inputs as given
         self.normalization = None
 
+    def __repr__(self) -> str:
+        def shapes(d):
+            return ", ".join(f"{k}[{', '.join(map(str, v))}]" for k, v in d.items()) or "none"
+        count = sum(int(np.prod(p.shape)) for p in self.graph.params.values())
+        return (f"<nncompile.Model {self.name} from {self.file} on {self.device}: "
+                f"inputs {shapes(self.inputs)}; targets {shapes(self.targets)}; "
+                f"outputs {shapes(self.outputs)}; {len(self.graph.params)} params of "
+                f"{count} numbers>")
+
     # what the model declares -------------------------------------------------
     @property
     def name(self) -> str:

@@ -732,3 +732,12 @@ def test_a_data_files_bad_target_is_named_at_its_csv_line_or_npz_example(tmp_pat
     with pytest.raises(nncompile.DataError) as e:
         m.fit(data=str(tmp_path / "d.npz"))
     assert e.value.message.startswith("example 2 (counting from 0): its target holds 2, but ")
+
+
+def test_a_model_prints_as_what_it_declares(sample):
+    m = nncompile.compile(sample("lenet"), device="cpu", quiet=True)
+    assert repr(m) == (f"<nncompile.Model lenet from {sample('lenet')} on cpu: inputs "
+                       "x[1, 8, 8]; targets y[10]; outputs p[10]; 8 params of 6058 numbers>")
+    m = nncompile.compile_source("input x[2]\noutput y = relu(x)\n", device="cpu")
+    assert repr(m) == ("<nncompile.Model model from <string> on cpu: inputs x[2]; targets "
+                       "none; outputs y[2]; 0 params of 0 numbers>")
