@@ -377,7 +377,8 @@ class Model:
 
     def _loss_feeds(self, x, y) -> dict:
         if self.graph.loss is None:
-            raise DataError(f"model {self.name} has no loss statement",
+            raise DataError("the model has no loss statement, so there is no loss or "
+                            "gradient to compute", file=self.file,
                             hint="add a 'loss' statement, e.g. loss mse(p, y)")
         feeds = self._inputs(x)
         feeds.update(self._as_dict(y, "target"))

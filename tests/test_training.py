@@ -741,3 +741,14 @@ def test_a_model_prints_as_what_it_declares(sample):
     m = nncompile.compile_source("input x[2]\noutput y = relu(x)\n", device="cpu")
     assert repr(m) == ("<nncompile.Model model from <string> on cpu: inputs x[2]; targets "
                        "none; outputs y[2]; 0 params of 0 numbers>")
+
+
+def test_loss_and_gradients_of_a_model_without_a_loss_are_a_data_error():
+    m = nncompile.compile_source("input x[2]\noutput y = relu(x)\n", device="cpu",
+                                 file="f.nn")
+    for call in (m.loss, m.gradients):
+        with pytest.raises(nncompile.DataError) as e:
+            call([[1, 2]], [[1]])
+        assert str(e.value) == ("f.nn: error: the model has no loss statement, so there is no "
+                                "loss or gradient to compute\n"
+                                "hint: add a 'loss' statement, e.g. loss mse(p, y)")
