@@ -322,8 +322,8 @@ def summarize(model, history: list, start: dict, args) -> None:
     if "train_accuracy" in last and "test_accuracy" in last:
         summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
     print("final: " + ", ".join(summary))
-    note = chance_note(model, last) or rising_note(history) or \
-        (None if cfg.early_stop else overfitting_note(history))
+    note = chance_note(model, last) or perceptron_note(model, history) or \
+        rising_note(history) or (None if cfg.early_stop else overfitting_note(history))
     if note:
         print(note)
     if args.grad_rms:
@@ -432,6 +432,22 @@ def chance_note(model, last: dict) -> str | None:
             f"{' or '.join(cures)} in the train block, or relu layers, are the usual cures")
 
 
+def perceptron_note(model, history: list) -> str | None:
+    """A note when a model trained with the `perceptron` criterion ended with
+    training examples it gets wrong: the rule converges on classes a line
+    (a plane) separates, in finitely many steps, and never on others (XOR)."""
+    last = history[-1]
+    if "perceptron" not in {loss for loss, _ in model.graph.target_losses.values()} or \
+            last.get("train_accuracy", 1) >= 1:
+        return None
+    return (f"note: the perceptron rule did not converge: after {plural(len(history), 'epoch')} "
+            f"it gets {100 * last['train_accuracy']:.0f}% of the training examples right\n"
+            "  hint: when a line (a plane) separates the classes, the rule gets them all right "
+            "in finitely many steps (the perceptron convergence theorem): train more epochs; "
+            "when none does, as for XOR, no number of epochs will: add a hidden layer "
+            "(samples/xor.nn)")
+
+
 GREW = 2.0              # a training loss this many times its lowest, at the end,
 REGAINED = 0.25         # having lost this much of the fall from epoch 1 to the lowest
 
@@ -446,7 +462,7 @@ def rising_note(history: list) -> str | None:
     if not all(np.isfinite(losses)):
         return None
     b = min(range(len(losses)), key=losses.__getitem__)
-    if not losses[-1] >= GREW * losses[b] or \
+    if not losses[b] > 0 or not losses[-1] >= GREW * losses[b] or \
             not losses[-1] - losses[b] >= REGAINED * (losses[0] - losses[b]):
         return None
     return (f"note: the training loss grew: it was lowest at epoch {history[b]['epoch']} "

@@ -220,6 +220,29 @@ def test_the_rising_note_needs_a_loss_that_doubled_and_gave_back_a_quarter_of_it
     assert note([0.3, 0.00001, 0.0002]) is None        # a wobble far below the start
     assert note([1.0, 2.0, 3.0]) is not None           # lowest at epoch 1: grew from the start
     assert note([1.0, float("nan"), 3.0]) is None      # diverged: `run` stops with an error
+    assert note([0.1, 0.0, 0.025]) is None             # a lowest of 0 (was a ZeroDivisionError)
+
+
+def test_a_perceptron_on_xor_is_told_that_the_rule_cannot_converge(work):
+    """and_gate.nn's perceptron on XOR: the rule cycles forever; `run` says
+    why (with the convergence theorem), not that a loss of 0 grew."""
+    shutil.copy(os.path.join(SAMPLES, "and_gate.nn"), work / "and_gate.nn")
+    (work / "p.nn").write_text((work / "and_gate.nn").read_text().replace(
+        "data      = and", "data      = xor").replace("epochs    = 20", "epochs    = 100"))
+    r = cli("run", "p.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    h = json.loads((work / "p.history.json").read_text())["epochs"]
+    assert min(e["loss"] for e in h) == 0 and h[-1]["train_accuracy"] == 0.5
+    assert r.stdout.splitlines()[-2:] == [
+        "note: the perceptron rule did not converge: after 100 epochs it gets 50% of the "
+        "training examples right",
+        "  hint: when a line (a plane) separates the classes, the rule gets them all right in "
+        "finitely many steps (the perceptron convergence theorem): train more epochs; when "
+        "none does, as for XOR, no number of epochs will: add a hidden layer (samples/xor.nn)"]
+    r = cli("run", "and_gate.nn", "--device", "cpu", "--quiet", cwd=work)
+    assert r.returncode == 0 and "note" not in r.stdout
+    r = cli("run", "and_gate.nn", "--device", "cpu", "--quiet", "--epochs", "1", cwd=work)
+    assert "note: the perceptron rule did not converge: after 1 epoch it gets 75%" in r.stdout
 
 
 def test_the_chance_note_needs_a_loss_within_2_percent_of_ln_k_and_a_chance_accuracy(work):

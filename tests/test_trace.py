@@ -269,14 +269,22 @@ def test_cli_trace_faults(work):
         "not load: gone.csv: no such file or folder)")
 
 
-def test_docs_backprop_shows_what_trace_prints():
-    """Every line of the trace excerpts in docs/backprop.md is printed by trace."""
+def test_docs_backprop_shows_what_trace_and_run_print(tmp_path, capsys):
+    """Every line of the trace excerpts in docs/backprop.md is printed by
+    trace, and of its run excerpt by `run` (and_gate.nn's perceptron on XOR)."""
+    from nncompile.cli import main
     with open(os.path.join(ROOT, "docs", "backprop.md")) as f:
         blocks = f.read().split("```")[1::2]
     printed = {name: str(nncompile.compile(sample(name), device="cpu").trace()).splitlines()
                for name in ("xor", "and_gate", "lenet")}
-    assert len(blocks) == 5
-    for block, name in zip(blocks, ("xor", "xor", "xor", "and_gate", "lenet")):
+    with open(sample("and_gate")) as f:
+        (tmp_path / "p.nn").write_text(f.read().replace("= and", "= xor").replace("= 20",
+                                                                                  "= 100"))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "p.nn"), "--device", "cpu"]) == 0
+    printed["run"] = capsys.readouterr().out.splitlines()
+    assert len(blocks) == 6
+    for block, name in zip(blocks, ("xor", "xor", "xor", "and_gate", "run", "lenet")):
         for line in block.strip("\n").splitlines():
             assert line in printed[name], (name, line)
 
