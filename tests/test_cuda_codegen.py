@@ -296,6 +296,39 @@ def test_matmul_of_each_example_on_the_emulator(case):
     bad = cases.compare_step(sched, cuda_emu.EmuDevice(sms=4), params, batch=7)
     assert not bad, "\n".join(bad)
 
+def _predict_on_emulator(src, params, x):
+    m = nncompile.compile_source(src, device="cpu")
+    m.set_params(params)
+    return _emulated(m, cuda_emu.EmuDevice(sms=4)).predict(x)
+
+
+@needs_gxx
+def test_a_row_sum_of_a_softmax_reshaped_for_broadcasting_on_the_emulator():
+    """sum(softmax(x)) is a row value of the softmax kernel, [N] made [N, 1]
+    by a reshape that shares its buffer; the add that reads it was joined to
+    the kernel and found no buffer (a KeyError in the code generator). The
+    softmax sums to 1, so o = 1 + b."""
+    src = "input x[3]\nparam b[3] = zeros\noutput o = sum(softmax(x)) + b\n"
+    x = np.array([[0.5, -1, 2], [3, 0, -2]], np.float32)
+    got = _predict_on_emulator(src, {"b": np.array([0.5, -1, 2], np.float32)}, x)
+    np.testing.assert_allclose(got, [[1.5, 0, 3], [1.5, 0, 3]], rtol=1e-6)
+
+
+@needs_gxx
+def test_a_row_max_broadcast_across_rows_on_the_emulator():
+    """max(ls, axis = 1) of a [3, 3] example is one number per row, and
+    ls - it broadcasts it as numpy does, along the rows: element (i, j) takes
+    row j's max, which the softmax kernel's thread for row i does not hold."""
+    src = ("input m[3, 3]\nparam b[3, 3] = zeros\nls = log_softmax(m + b)\n"
+           "output o = ls - max(ls, axis = 1)\n")
+    x = np.array([[[0, 1, 2], [2, 0, 0], [1, 1, 4]]], np.float32)
+    z = x[0] - np.log(np.exp(x[0]).sum(-1, keepdims=True))
+    want = z - z.max(-1)[None, :]
+    assert want[0, 1] != want[0, 0]
+    got = _predict_on_emulator(src, {"b": np.zeros((3, 3), np.float32)}, x)
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+
+
 SPLIT_COLSUM = """input x[3]
 target y[3]
 h1 = dense(x, 40, relu)

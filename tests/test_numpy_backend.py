@@ -247,3 +247,20 @@ def test_relu_compares_with_a_zeros_array_and_gives_maximums_bits():
     call()
     want = np.maximum(x, np.float32(0))
     assert np.array_equal(out.view(np.int32), want.view(np.int32))
+
+
+def test_log_of_a_sigmoid_far_below_zero_is_exact():
+    """sigmoid was (1 + tanh(x/2)) / 2, whose absolute error of 3e-8 in
+    float32 is all of sigmoid(-17): log(sigmoid(x)) came out -16.2 at
+    x = -16.6 (the fuzzer's find, tests/test_fuzz_graphs.py) and -inf below
+    -17, where it is x - log(1 + e^x), about x. Now 1 / (1 + exp(-x)), as on
+    the GPU; its gradient, 1 - sigmoid(x), is exact too."""
+    m = nncompile.compile_source("input x[1]\ntarget y[1]\nparam b[1] = zeros\n"
+                                 "output o = log(sigmoid(x + b))\nloss mean(o * y)\n",
+                                 device="cpu")
+    x = np.array([[-30], [-16.6], [-5], [0], [5], [30]], np.float32)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(m.predict(x), x64 - np.log1p(np.exp(x64)), rtol=1e-6, atol=1e-7)
+    y = np.ones_like(x)
+    grad = m.gradients(x, y)["b"]
+    np.testing.assert_allclose(grad, [np.mean(1 / (1 + np.exp(x64)))], rtol=1e-6)

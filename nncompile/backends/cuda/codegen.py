@@ -418,6 +418,19 @@ class _Builder:
                 add(v, False)
         return out
 
+    def indirect(self, n) -> set:
+        """The values n reads through a view or a reshape alias: at elements
+        its own point does not name, however the shapes compare."""
+        ins = [n.inputs[x] for _, args, _ in n.attrs["body"] for k, x in args if k == "in"] \
+            if n.op == "fused" else list(n.inputs)
+        out = set()
+        for v in ins:
+            if v in self.virtual or v in self.alias:
+                while v in self.virtual and v.op != "count":
+                    v = v.inputs[0]
+                out.add(self.owner(v))
+        return out
+
     # kernels ------------------------------------------------------------
     def new_kernel(self, n) -> _Kernel:
         fam = role(n)
@@ -526,6 +539,8 @@ class _Builder:
         else:
             return False
         if name is not None and level != "after":
+            return False
+        if self.indirect(n) & set(k.phase):   # only in registers here, read elsewhere
             return False
         seg = grid_shapes.get(n.shape, len(k.segs)) if level in ("grid", "after") else 0
         per_row = level == "row" or (level == "grid" and reduce_input_shape(n) != S)
