@@ -397,8 +397,10 @@ def overfitting_note(history: list) -> str | None:
     if len(history) - 1 - b < OVERFIT_AFTER or not losses[-1] >= OVERFIT_RISE * losses[b] \
             or not last["loss"] < best["loss"] or not OVERFIT_RISE * last["loss"] <= losses[-1]:
         return None
+    rise = f"{100 * (losses[-1] / losses[b] - 1):.0f}% higher" if losses[b] > 0 else \
+        f"at {losses[-1]:.4f}"       # a lowest of 0 (the perceptron's criterion)
     return (f"note: overfitting: the held-out loss was lowest at epoch {best['epoch']} "
-            f"({losses[b]:.4f}) and ended {100 * (losses[-1] / losses[b] - 1):.0f}% higher, "
+            f"({losses[b]:.4f}) and ended {rise}, "
             f"while the training loss fell from {best['loss']:.4f} to {last['loss']:.4f}\n"
             f"  hint: early_stop = {OVERFIT_AFTER + 2} in the train block stops there and keeps "
             "that epoch's weights; dropout, fewer units or more data also help")

@@ -25,6 +25,8 @@ LR = "the learning rate is a positive number, e.g. sgd(lr = 0.01)"
 SPLIT = "split is a fraction in [0, 1), e.g. split = 0.2"
 BATCH = "batch is a whole number from 1 to 2147483647, e.g. batch = 32"
 EPOCHS = "epochs is a whole number from 0 to 2147483647, e.g. epochs = 10"
+SHAPE = "a shape lists sizes, whole numbers of 1 or more separated by commas: x[2], x[1, 8, 8]"
+SIZES = "a shape lists whole numbers of 1 or more, e.g. x[2], x[1, 8, 8]"
 
 # (id, source, first line, hint)
 CASES = [
@@ -53,7 +55,9 @@ CASES = [
      "m.nn:1:11: error: unexpected number 3; expected ',' or ']'",
      "is a ',' missing between two sizes?"),
     ("stray_character", "input x[2]\nh = x $ 2\n",
-     "m.nn:2:7: error: unexpected character '$'", None),
+     "m.nn:2:7: error: unexpected character '$'",
+     "'$' has no meaning in a model: the operators are + - * / @ ^, and a comment starts "
+     "with '#'"),
     ("lookalike_character", "input x[2]\nh = x \u00d7 2\n",
      "m.nn:2:7: error: unexpected character U+00D7 (multiplication sign)",
      "did you mean '*'?"),
@@ -88,11 +92,13 @@ CASES = [
      "m.nn:2:7: error: 'w' needs a shape, e.g. w[4]",
      "the shape of one example, in brackets; the batch axis is never written"),
     ("empty_shape", "input x[]\n",
-     "m.nn:1:7: error: 'x' needs a shape, e.g. x[4]", None),
+     "m.nn:1:7: error: the shape of 'x' is empty",
+     "give the size of each axis of one example, e.g. x[4] (x[1] for one number); the batch "
+     "axis is never written"),
     ("zero_size", "input x[0]\n",
-     "m.nn:1:9: error: a size must be a positive whole number, got 0", None),
+     "m.nn:1:9: error: a size must be a positive whole number, got 0", SIZES),
     ("infinite_size", "input x[1e400]\n",
-     "m.nn:1:9: error: a size must be a positive whole number, got 1e400", None),
+     "m.nn:1:9: error: a size must be a positive whole number, got 1e400", SIZES),
     ("huge_size", "input x[1e12]\n",
      "m.nn:1:9: error: a size of 1e12 is too large", "a size is at most 2147483647"),
     ("number_beyond_float32", "input x[2]\nh = x * -1e39\n",
@@ -116,10 +122,65 @@ CASES = [
      "m.nn:1:6: error: unexpected name 'x'; expected '='",
      f"a statement starts with a keyword ({KEYWORDS}) or defines a value: NAME = EXPR"),
     ("missing_operand", "input x[2]\nh = x +\n",
-     "m.nn:2:8: error: unexpected end of the line; expected a value", None),
+     "m.nn:2:8: error: unexpected end of the line; expected a value",
+     "'+' needs a value on each side"),
     ("train_setting_without_equals", TRAIN + "  epochs 3\n}\n",
      "m.nn:7:10: error: unexpected number 3; expected '='",
      "a train setting is written KEY = VALUE"),
+    # syntax faults the fuzzer (test_fuzz_models.py) found without a hint
+    ("negative_size", "input x[-1]\n",
+     "m.nn:1:9: error: unexpected '-'; expected a number or ']'", SHAPE),
+    ("name_as_size", "input x[nan]\n",
+     "m.nn:1:9: error: unexpected name 'nan'; expected a number or ']'", SHAPE),
+    ("shape_ends_in_comma", "input x[2,]\n",
+     "m.nn:1:11: error: unexpected ']'; expected a number", SHAPE),
+    ("missing_first_argument", "input x[2]\nh = dense(, 1)\n",
+     "m.nn:2:11: error: unexpected ','; expected a value or ')'",
+     "a value is missing after '(': a name, a number, a call or ( ... )"),
+    ("double_comma", "input x[2]\nh = dense(x, 4,, relu)\n",
+     "m.nn:2:16: error: unexpected ','; expected a value",
+     "a value is missing after ','; give it, or delete the ','"),
+    ("doubled_operator", "input x[2]\nh = x @ @x\n",
+     "m.nn:2:9: error: unexpected '@'; expected a value", "'@' needs a value on each side"),
+    ("train_setting_without_value", TRAIN + "  epochs =\n}\n",
+     "m.nn:7:11: error: unexpected end of the line; expected a value",
+     "a value is missing after '=': a name, a number, a call or ( ... )"),
+    ("train_setting_after_comma", TRAIN + "  ,epochs = 3\n}\n",
+     "m.nn:7:3: error: unexpected ','; expected a name or '}'",
+     "a train setting is written KEY = VALUE, one per line, e.g. epochs = 10"),
+    ("declaration_without_name", "target [1]\n",
+     "m.nn:1:8: error: unexpected '['; expected a name",
+     "'target' is followed by the name it declares, e.g. target y[1]"),
+    ("param_without_equals", "param b[1] zeros\n",
+     "m.nn:1:12: error: unexpected name 'zeros'; expected '='",
+     "write it as param w[2, 1] = zeros"),
+    ("output_with_comma", "input x[2]\noutput y , = x\n",
+     "m.nn:2:10: error: unexpected ','; expected the end of the line or '='",
+     "write it as output p = dense(h, 1), or output p for a value defined before"),
+    ("tuple_in_parentheses", "input x[2]\nh = (x, 10)\n",
+     "m.nn:2:7: error: unexpected ','; expected ')'",
+     "parentheses group one value; a call has its function's name before '(': dense(h, 10)"),
+    ("indexing", "input x[2]\nloss x[1]\n",
+     "m.nn:2:7: error: unexpected '['; expected an operator or the end of the line",
+     "values are not indexed: [ ] gives a shape only after input, target and param"),
+    ("brace_without_train", "input x[2]\n{\n",
+     "m.nn:2:1: error: unexpected '{'; expected a statement or the end of the file",
+     "'{' opens only a train block: train { ... }"),
+    ("closed_too_early", "input x[2]\nh = dense(), 4, tanh)\n",
+     "m.nn:2:12: error: unexpected ','; expected the end of the line",
+     "the statement is complete before this ','; delete it, or check the brackets before it"),
+    ("statement_starting_with_a_number", "input x[2]\n2 = x\n",
+     "m.nn:2:1: error: unexpected number 2; expected a statement or the end of the file",
+     f"a statement starts with a keyword ({KEYWORDS}) or defines a value: NAME = EXPR"),
+    ("first_statement_starting_with_a_symbol", "@model m\n",
+     "m.nn:1:1: error: unexpected '@'; expected a statement or the end of the line",
+     f"a statement starts with a keyword ({KEYWORDS}) or defines a value: NAME = EXPR"),
+    ("dot_outside_a_number", "input x[2]\nh = x.y\n",
+     "m.nn:2:6: error: unexpected character '.'",
+     "'.' appears only in numbers such as 0.5; a comment starts with '#'"),
+    ("too_many_arguments_named", "input x[2]\nh = dropout(x, rate = 0.5, 3)\n",
+     "m.nn:2:5: error: dropout takes a value and the fraction to drop: dropout(x, 0.5)",
+     "this call gives 2 values and the named argument rate"),
     # names -------------------------------------------------------------------
     ("unknown_name", "input x[2]\nhidden = dense(x, 4)\noutput p = dense(hiden, 1)\n",
      "m.nn:3:18: error: unknown name 'hiden'", "did you mean 'hidden'?"),
@@ -158,7 +219,7 @@ CASES = [
      "m.nn:4:6: error: mse takes 2 arguments, got 1", "write it as mse(prediction, target)"),
     ("dense_argument_count", "input x[2]\nh = dense(x)\n",
      "m.nn:2:5: error: dense takes a value, a number of units and an optional activation: "
-     "dense(x, 10, relu)", None),
+     "dense(x, 10, relu)", "this call gives 1 value"),
     ("unknown_keyword_argument", "input x[2]\nh = sum(x, axes = 0)\n",
      "m.nn:2:12: error: sum has no argument 'axes'", "did you mean 'axis'?"),
     ("keyword_argument_not_taken", "input x[2]\nh = relu(x, slope = 2)\n",
@@ -180,7 +241,8 @@ CASES = [
      "has 1 axis",
      "axes count within one example, from 0; the batch axis is never counted"),
     ("quoted_path_outside_data", "input x[2]\nh = x * \"two\"\n",
-     "m.nn:2:9: error: a quoted path is only allowed as the value of 'data'", None),
+     "m.nn:2:9: error: a quoted path is only allowed as the value of 'data'",
+     "names of values are written without quotes"),
     ("exponent_not_a_number", "input x[2]\nh = x ^ x\n",
      "m.nn:2:9: error: the exponent of '^' must be a number", EXPONENT),
     # shapes ------------------------------------------------------------------
@@ -241,7 +303,8 @@ CASES = [
      "m.nn:1:24: error: normal(mean, std) needs std >= 0, got -0.5",
      "the standard deviation is a spread: 0 or more"),
     ("normal_argument_count", "param w[2] = normal(0)\n",
-     "m.nn:1:14: error: normal takes two numbers: normal(mean, std)", None),
+     "m.nn:1:14: error: normal takes two numbers: normal(mean, std)",
+     "this call gives 1 value"),
     # train block -------------------------------------------------------------
     ("unknown_train_key", TRAIN + "  epoch = 3\n}\n",
      "m.nn:7:3: error: unknown train setting 'epoch'", "did you mean 'epochs'?"),
@@ -405,6 +468,29 @@ CASES = [
      "m.nn:4:6: error: the loss does not depend on any param, so training has nothing to "
      "change", "the loss should compare a prediction made with params (a layer such as "
      "dense, or a param) with a target, e.g. loss mse(p, y)"),
+    # semantic faults the fuzzer (test_fuzz_models.py) found
+    ("softmax_of_a_number", "input x[2]\noutput p = softmax(30)\n",
+     "m.nn:2:12: error: softmax of a single number: it normalises along the last axis of a "
+     "value with one entry per class",
+     "apply it to such a value, e.g. softmax(logits) with logits = dense(h, 10)"),
+    ("softmax_over_one_entry", "input x[2]\nz = dense(x, 1)\noutput p = softmax(z)\n",
+     "m.nn:3:12: error: softmax over a last axis of one entry is always 1: 'z' on line 2 is "
+     "[N, 1]", "for a yes/no score use sigmoid (and binary_cross_entropy); for classes, give "
+     "the value one entry per class"),
+    ("log_softmax_layer_of_one_unit", "input x[2]\noutput p = dense(x, 1, log_softmax)\n",
+     "m.nn:2:12: error: log_softmax over a last axis of one entry is always 0: its value is "
+     "[N, 1]", "for a yes/no score use sigmoid (and binary_cross_entropy); for classes, give "
+     "the value one entry per class"),
+    ("dense_of_a_number", "input x[2]\noutput p = dense(0.2, 10)\n",
+     "m.nn:2:18: error: dense needs a vector per example, but 0.2 does not depend on an input",
+     "a layer takes a value computed from an input: dense(x, 10) with input x[64]"),
+    ("dense_of_a_param", "param w[3] = ones\noutput p = dense(w, 10)\n",
+     "m.nn:2:18: error: dense needs a vector per example, but 'w' on line 1 does not depend "
+     "on an input", "a layer takes a value computed from an input: dense(x, 10) with input "
+     "x[64]"),
+    ("dense_of_one_number_per_example", "input x[2]\noutput p = dense(sum(x), 10)\n",
+     "m.nn:2:18: error: dense needs a vector per example, got one number",
+     "a vector of one number is declared with one entry, as input x[1]"),
 ]
 
 

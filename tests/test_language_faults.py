@@ -153,3 +153,41 @@ def test_fit_says_at_most_for_a_count_above_the_limit():
     m = nncompile.compile_source(MODEL, device="cpu")
     with pytest.raises(ValueError, match=r"^batch must be at most 2147483647, got 2147483648$"):
         m.fit(batch=2 ** 31)
+
+
+
+SKIPPED = ("input x[2]\ntarget y[3]\nh1 = dense(x, 4, relu)\nparam w[2] = zeros\n"
+           "logits = dense(x, 3)\noutput p = softmax(logits)\noutput q = dense(x, 2)\n"
+           "loss cross_entropy(logits, y)\n")
+
+
+def test_params_the_loss_does_not_depend_on_are_warned_about():
+    """A fuzzer's mutant: `logits = dense(x, 10)` where `dense(h1, 10)` was meant
+    trained as if h1 were not there, silently; an output's own layer is never
+    trained either."""
+    m = nncompile.compile_source(SKIPPED, file="m.nn", device="cpu", quiet=True)
+    assert m.warnings == [
+        "m.nn:3:6: warning: the loss does not depend on h1.weight and h1.bias, so training "
+        "never changes them\n"
+        "    h1 = dense(x, 4, relu)\n"
+        "         ^^^^^\n"
+        "hint: use the value this statement makes (as the next layer's input), or delete "
+        "the statement",
+        "m.nn:4:7: warning: the loss does not depend on w, so training never changes it\n"
+        "    param w[2] = zeros\n"
+        "          ^\n"
+        "hint: use w on the way to the loss, or delete its declaration",
+        "m.nn:7:12: warning: the loss does not depend on q.weight and q.bias, so training "
+        "never changes them\n"
+        "    output q = dense(x, 2)\n"
+        "               ^^^^^\n"
+        "hint: use the value this statement makes (as the next layer's input), or delete "
+        "the statement"]
+
+
+def test_cli_prints_the_warning_and_goes_on(tmp_path, capsys):
+    path = tmp_path / "m.nn"
+    path.write_text(SKIPPED)
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{path}:3:6: warning: the loss does not depend on h1.weight and h1.bias" in err

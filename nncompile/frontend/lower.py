@@ -195,6 +195,25 @@ class Lowering:
             self.diags.append(Diagnostic(self.train.spans["train"],
                                          "this model trains but has no 'loss' statement",
                                          "add e.g. 'loss mse(p, y)' before the train block"))
+        if self.graph.loss is not None and not self.diags:
+            self.unused_params()
+
+    def unused_params(self):
+        """A warning at each statement whose params the loss does not depend on
+        (h1 = dense(x, 64) followed by logits = dense(x, 10)): training never
+        changes them."""
+        used = {n.id for n in _ancestors(self.graph.loss)}
+        unused = {}
+        for name, n in self.graph.params.items():
+            if n.id not in used:
+                unused.setdefault(n.span, []).append(name)
+        for span, names in unused.items():
+            listed = " and ".join([", ".join(names[:-1]), names[-1]] if names[1:] else names)
+            self.warn(span, f"the loss does not depend on {listed}, so training never "
+                      f"changes {'it' if len(names) == 1 else 'them'}",
+                      "use the value this statement makes (as the next layer's input), or "
+                      "delete the statement" if "." in names[0] else
+                      f"use {names[0]} on the way to the loss, or delete its declaration")
 
     def declare(self, s: ast.Stmt):
         dims = self.shape(s)
@@ -207,13 +226,16 @@ class Lowering:
     def shape(self, s: ast.Stmt) -> tuple:
         dims = []
         if not s.shape:
-            self.error(s.name_span, f"'{s.name}' needs a shape, e.g. {s.name}[4]")
+            self.error(s.name_span, f"the shape of '{s.name}' is empty",
+                       f"give the size of each axis of one example, e.g. {s.name}[4] "
+                       f"({s.name}[1] for one number); the batch axis is never written")
         for d, sp in zip(s.shape, s.shape_spans):
             text = _text(self.program, sp).strip("'")
             if math.isfinite(d) and d > MAX_SIZE:
                 self.error(sp, f"a size of {text} is too large", f"a size is at most {MAX_SIZE}")
             if not math.isfinite(d) or d != int(d) or d < 1:
-                self.error(sp, f"a size must be a positive whole number, got {text}")
+                self.error(sp, f"a size must be a positive whole number, got {text}",
+                           "a shape lists whole numbers of 1 or more, e.g. x[2], x[1, 8, 8]")
             dims.append(int(d))
         return tuple(dims)
 
@@ -240,7 +262,8 @@ class Lowering:
         if isinstance(e, ast.Call) and e.func in ("normal", "uniform"):
             if len(e.args) != 2 or e.kwargs:
                 a, b = ("mean", "std") if e.func == "normal" else ("lo", "hi")
-                self.error(e.span, f"{e.func} takes two numbers: {e.func}({a}, {b})")
+                self.error(e.span, f"{e.func} takes two numbers: {e.func}({a}, {b})",
+                           _given(e))
             x, y = (self.number(a, f"an argument of {e.func}") for a in e.args)
             if e.func == "normal" and y < 0:
                 self.error(_span(e.args[1]), f"normal(mean, std) needs std >= 0, got {y:g}",
@@ -379,7 +402,8 @@ class Lowering:
         if isinstance(e, ast.Name):
             return self.lookup(e)
         if isinstance(e, ast.Str):
-            self.error(e.span, "a quoted path is only allowed as the value of 'data'")
+            self.error(e.span, "a quoted path is only allowed as the value of 'data'",
+                       "names of values are written without quotes")
         if isinstance(e, ast.Neg):
             return self.add("neg", [self.expr(e.operand)], span=e.span)
         if isinstance(e, ast.BinOp):
@@ -483,7 +507,8 @@ class Lowering:
         if f == "leaky_relu":
             self.check_kwargs(e, ("slope",))
             if not 1 <= len(e.args) <= 2:
-                self.error(e.span, "leaky_relu takes one value and a slope: leaky_relu(x, 0.01)")
+                self.error(e.span, "leaky_relu takes one value and a slope: leaky_relu(x, 0.01)",
+                           _given(e) + "; leaky_relu(x) has slope 0.01")
             if len(e.args) == 2 and self.kw(e, "slope") is not None:
                 self.error(e.kwargs[0].span, "'slope' is given twice", "give each argument once")
             x = self.expr(e.args[0])
@@ -544,6 +569,17 @@ class Lowering:
         return default if v is None else self.number(v, what or f"'{name}'", limit)
 
     def activation(self, name: str, x: Node, span, slope=LEAKY_SLOPE) -> Node:
+        if name in ("softmax", "log_softmax") and not x.shape:
+            self.error(span, f"{name} of a single number: it normalises along the last axis "
+                       "of a value with one entry per class",
+                       f"apply it to such a value, e.g. {name}(logits) with logits = "
+                       "dense(h, 10)")
+        if name in ("softmax", "log_softmax") and x.shape[-1] == 1:
+            self.error(span, f"{name} over a last axis of one entry is always "
+                       f"{1 if name == 'softmax' else 0}: "
+                       f"{_origin(x) if x.name else 'its value'} is {fmt_shape(x.shape)}",
+                       "for a yes/no score use sigmoid (and binary_cross_entropy); for "
+                       "classes, give the value one entry per class")
         if name == "log_softmax":
             return self.add("log_softmax", [x], span=span)
         if name == "softmax":
@@ -556,7 +592,7 @@ class Lowering:
         self.check_kwargs(e, ("axis",))
         if len(e.args) != 1:
             self.error(e.span, f"{e.func} takes one value and an optional axis: "
-                       f"{e.func}(x, axis = 0)")
+                       f"{e.func}(x, axis = 0)", _given(e))
         x = self.expr(e.args[0])
         ax = self.kw(e, "axis")
         axis = None if ax is None else self.number(ax, "the axis", Limit(whole=True), AXES)
@@ -576,7 +612,8 @@ class Lowering:
                        "the prediction and the target need the same shape")
         if p.shape[:1] != (N,):
             self.error(e.span, f"{e.func} needs per-example values (from an input and a "
-                       f"target), got {fmt_shape(p.shape)}")
+                       f"target), got {fmt_shape(p.shape)}",
+                       f"give {e.func} the network's output and a target: {e.func}(p, y)")
         sp = e.span
         all_axes = tuple(range(len(p.shape)))
         self.squashed_scores(e, p)
@@ -725,7 +762,7 @@ class Lowering:
         self.check_kwargs(v, names)
         if len(v.args) > len(names):
             self.error(v.span, f"{v.func} takes at most {len(names)} values: "
-                       f"{v.func}({', '.join(names)})")
+                       f"{v.func}({', '.join(names)})", _given(v))
         given = dict(zip(names, v.args))
         for k in v.kwargs:
             if k.name in given:
@@ -767,14 +804,19 @@ def lower_dense(lw: Lowering, e: ast.Call) -> Node:
     lw.check_kwargs(e, ("init",))
     if not 2 <= len(e.args) <= 3:
         lw.error(e.span, "dense takes a value, a number of units and an optional activation: "
-                 "dense(x, 10, relu)")
+                 "dense(x, 10, relu)", _given(e))
     x = lw.expr(e.args[0])
     units = lw.number(e.args[1], "the number of units", COUNT)
     act = _activation_arg(lw, e, 2)
-    if x.shape[:1] != (N,) or len(x.shape) != 2:
-        per = fmt_shape(x.shape[1:]) if x.shape[:1] == (N,) else fmt_shape(x.shape)
-        lw.error(_span(e.args[0]), f"dense needs a vector per example, got {per}",
-                 "flatten it first: dense(flatten(x), ...)" if len(x.shape) > 2 else None)
+    if x.shape[:1] != (N,):
+        lw.error(_span(e.args[0]), f"dense needs a vector per example, but {_origin(x)} does "
+                 "not depend on an input", "a layer takes a value computed from an input: "
+                 "dense(x, 10) with input x[64]")
+    if len(x.shape) != 2:
+        got = fmt_shape(x.shape[1:]) if len(x.shape) > 2 else "one number"
+        lw.error(_span(e.args[0]), f"dense needs a vector per example, got {got}",
+                 "flatten it first: dense(flatten(x), ...)" if len(x.shape) > 2 else
+                 "a vector of one number is declared with one entry, as input x[1]")
     prefix = lw.layer_prefix("dense")
     k = x.shape[1]
     w = lw.make_param(f"{prefix}.weight", (k, units), _weight_init(lw, e, act), e.span)
@@ -786,7 +828,9 @@ def lower_dense(lw: Lowering, e: ast.Call) -> Node:
 def lower_flatten(lw: Lowering, e: ast.Call) -> Node:
     x, = lw.args(e, 1)
     if x.shape[:1] != (N,):
-        lw.error(e.span, "flatten works on per-example values")
+        lw.error(e.span, "flatten works on per-example values",
+                 f"flatten a value computed from an input; this one is {fmt_shape(x.shape)}, "
+                 "without the batch axis")
     return lw.add("reshape", [x], {"shape": (N, math.prod(x.shape[1:]))}, e.span)
 
 
@@ -817,7 +861,7 @@ def lower_conv2d(lw: Lowering, e: ast.Call) -> Node:
     lw.check_kwargs(e, ("stride", "padding", "init"))
     if not 3 <= len(e.args) <= 4:
         lw.error(e.span, "conv2d takes a value, a number of filters, a kernel size and an "
-                 "optional activation: conv2d(x, 8, 3, relu)")
+                 "optional activation: conv2d(x, 8, 3, relu)", _given(e))
     x = lw.expr(e.args[0])
     filters = lw.number(e.args[1], "the number of filters", COUNT)
     k = lw.number(e.args[2], "the kernel size", COUNT)
@@ -842,7 +886,7 @@ def lower_pool(lw: Lowering, e: ast.Call) -> Node:
     lw.check_kwargs(e, ("stride",))
     if len(e.args) != 2:
         lw.error(e.span, f"{e.func} takes a value and a window size: {e.func}(x, 2), "
-                 f"optionally with stride = ...")
+                 f"optionally with stride = ...", _given(e))
     x = lw.expr(e.args[0])
     size = lw.number(e.args[1], "the window size", COUNT)
     stride = lw.kw_number(e, "stride", size, COUNT)
@@ -870,7 +914,8 @@ def lower_dropout(lw: Lowering, e: ast.Call) -> Node:
     lw.check_kwargs(e, ("rate",))
     given = e.args[1] if len(e.args) == 2 else lw.kw(e, "rate")
     if given is None or not e.args or len(e.args) + len(e.kwargs) != 2:
-        lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)")
+        lw.error(e.span, "dropout takes a value and the fraction to drop: dropout(x, 0.5)",
+                 _given(e))
     rate = lw.number(given, "the dropout rate", Limit(0), RATE)
     if rate >= 1:
         lw.error(_span(given), f"the dropout rate must be below 1, got "
@@ -901,6 +946,15 @@ def _ancestors(node: Node) -> list:
 
 def _span(e) -> Span:
     return e.span
+
+
+def _given(e: ast.Call) -> str:
+    """What a call with the wrong number of arguments was given: 'this call gives 1 value'."""
+    n = len(e.args)
+    named = ", ".join(k.name for k in e.kwargs)
+    named = f" and {'named arguments' if len(e.kwargs) > 1 else 'the named argument'} " \
+        f"{named}" if named else ""
+    return f"this call gives {n} value{'' if n == 1 else 's'}{named}"
 
 
 def _origin(n: Node) -> str:

@@ -356,14 +356,64 @@ def _syntax_error(text: str, file: str, e) -> Diagnostic:
         hint = ("a train setting is written KEY = VALUE" if inner == "{" else
                 "a statement starts with a keyword (" + ", ".join(KEYWORDS) +
                 ") or defines a value: NAME = EXPR")
-    elif tok.type in ("NAME", "NUMBER", "STRING", "LPAR") and "_NL" in expected:
+    elif tok.type in ("NAME", "NUMBER", "STRING", "LPAR") and "_NL" in expected and \
+            not first_on_line:
         hint = "each statement goes on its own line"
     elif tok.type == "EQUAL":
         hint = "'=' appears once in a statement, after the name it defines: NAME = EXPR"
     elif tok.type in ("RPAR", "RSQB", "RBRACE") and not any(
             _CLOSERS[c] == str(tok) for c, _, _ in opened):
         hint = f"this '{tok}' closes nothing"
-    return Diagnostic(Span(file, line, col), msg, hint)
+    return Diagnostic(Span(file, line, col), msg,
+                      hint or _what_goes_here(text, pos, tok, expected, inner))
+
+
+_DECLARE = {"model": "model xor", "input": "input x[2]", "target": "target y[1]",
+            "param": "param w[2, 1] = zeros", "output": "output p = dense(h, 1)"}
+SHAPE_HINT = ("a shape lists sizes, whole numbers of 1 or more separated by commas: x[2], "
+              "x[1, 8, 8]")
+
+
+def _what_goes_here(text: str, pos: int, tok: Token, expected: set, inner) -> str:
+    """The hint of a syntax error that no more particular rule explains: what may
+    stand where the parser stopped, from the statement's keyword, the bracket
+    it is in, or the token before."""
+    before = text[:pos].rstrip(" \t")
+    prev = before[-1:] if before and before[-1] != "\n" else ""
+    first = re.match(r"[ \t]*([A-Za-z_]\w*)", text[_line_start(text, pos):])
+    keyword = first.group(1) if first and first.group(1) in _DECLARE else None
+    if inner == "[" and "NUMBER" in expected and "NAME" not in expected:
+        return SHAPE_HINT
+    if {"NAME", "NUMBER", "LPAR"} <= expected:           # a value is missing
+        if prev == "(":
+            return "a value is missing after '(': a name, a number, a call or ( ... )"
+        if prev == ",":
+            return "a value is missing after ','; give it, or delete the ','"
+        if prev == "=":
+            return "a value is missing after '=': a name, a number, a call or ( ... )"
+        if prev in ("+", "-", "*", "/", "@", "^"):
+            return f"'{prev}' needs a value on each side"
+        return "a value goes here: a name, a number, a call or ( ... )"
+    if "NAME" in expected and "RBRACE" in expected:
+        return "a train setting is written KEY = VALUE, one per line, e.g. epochs = 10"
+    if expected == {"NAME"} and keyword:
+        return f"'{keyword}' is followed by the name it declares, e.g. {_DECLARE[keyword]}"
+    if "EQUAL" in expected and keyword:
+        return f"write it as {_DECLARE[keyword]}" + (
+            ", or output p for a value defined before" if keyword == "output" else "")
+    if expected == {"RPAR"} and tok.type == "COMMA":
+        return ("parentheses group one value; a call has its function's name before "
+                "'(': dense(h, 10)")
+    if tok.type == "LSQB":
+        return ("values are not indexed: [ ] gives a shape only after input, target "
+                "and param")
+    if tok.type == "LBRACE":
+        return "'{' opens only a train block: train { ... }"
+    if "_NL" in expected and prev:
+        return (f"the statement is complete before this '{tok}'; delete it, or check the "
+                "brackets before it")
+    return ("a statement starts with a keyword (" + ", ".join(KEYWORDS) +
+            ") or defines a value: NAME = EXPR")
 
 
 def parse(source: str, file: str = "<string>") -> ast.Program:
@@ -393,6 +443,11 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
             hint = "'{' opens only a train block: train { ... }"
         elif ch == ";":
             hint = "a statement ends at the end of its line; no ';' is needed"
+        elif ch == ".":
+            hint = "'.' appears only in numbers such as 0.5; a comment starts with '#'"
+        else:
+            hint = (f"'{ch}' has no meaning in a model: the operators are + - * / @ ^, "
+                    "and a comment starts with '#'")
         diag = Diagnostic(Span(file, e.line, e.column), f"unexpected character {shown}", hint)
         raise CompileError([diag], source) from None
     except lark.exceptions.UnexpectedToken as e:
@@ -400,7 +455,8 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
     except lark.exceptions.UnexpectedEOF as e:
         lines = text.rstrip("\n").split("\n")
         diag = Diagnostic(Span(file, len(lines), len(lines[-1]) + 1),
-                          f"unexpected end of the file; expected {_words(e.expected)}")
+                          f"unexpected end of the file; expected {_words(e.expected)}",
+                          "the file ends inside a statement; complete it")
         raise CompileError([diag], source) from None
     program = ast.Program(file, source, _ToAst(file).transform(tree))
     _check_nesting(program, source)
