@@ -140,7 +140,7 @@ def _records(test_losses, train_losses):
 
 
 def test_the_overfitting_note_needs_a_rise_late_enough_while_training_improves():
-    from nncompile.cli import overfitting_note
+    from nncompile.train.notes import overfitting_note
     train = [1.0, 0.5, 0.3, 0.2, 0.1, 0.05]
     note = overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.56], train))
     assert note == ("note: overfitting: the held-out loss was lowest at epoch 2 (0.5000) and "
@@ -195,7 +195,7 @@ def test_run_notes_that_digits_mlp_overfits(work):
     r = cli("run", "digits_mlp.nn", "--device", "cpu", "--quiet", cwd=work)
     assert r.returncode == 0, r.stderr
     history = json.loads((work / "digits_mlp.history.json").read_text())["epochs"]
-    from nncompile.cli import overfitting_note
+    from nncompile.train.notes import overfitting_note
     note = overfitting_note(history)
     assert note.startswith("note: overfitting: the held-out loss was lowest at epoch 9 (")
     assert r.stdout.splitlines()[-2:] == note.splitlines()     # --quiet: no "wrote" lines
@@ -206,7 +206,7 @@ def test_run_notes_that_digits_mlp_overfits(work):
 
 
 def test_the_rising_note_needs_a_loss_that_doubled_and_gave_back_a_quarter_of_its_fall():
-    from nncompile.cli import rising_note
+    from nncompile.train.notes import rising_note
 
     def note(losses):
         return rising_note([{"epoch": i + 1, "loss": v} for i, v in enumerate(losses)])
@@ -248,7 +248,7 @@ def test_a_perceptron_on_xor_is_told_that_the_rule_cannot_converge(work):
 def test_the_chance_note_needs_a_loss_within_2_percent_of_ln_k_and_a_chance_accuracy(work):
     import math
 
-    from nncompile.cli import chance_note
+    from nncompile.train.notes import chance_note
     model = nncompile.compile(str(work / "digits_mlp.nn"), device="cpu", quiet=True)
     ln10 = math.log(10)
     assert chance_note(model, {"loss": 0.981 * ln10}).startswith("note: the network learned")
@@ -278,7 +278,7 @@ def test_a_run_whose_loss_grows_says_the_steps_overshoot(work):
 
 
 def test_early_stop_lines_when_no_held_out_loss_was_finite():
-    from nncompile.cli import early_stop_lines
+    from nncompile.train.notes import early_stop_lines
     from nncompile.train.loop import EarlyStop
     history = [{"epoch": e, "loss": 1.0, "test_loss": float("inf")} for e in (1, 2)]
     stop = EarlyStop(model=None, patience=2)
