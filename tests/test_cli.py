@@ -146,7 +146,8 @@ def test_the_overfitting_note_needs_a_rise_late_enough_while_training_improves()
     assert note == ("note: overfitting: the held-out loss was lowest at epoch 2 (0.5000) and "
                     "ended 12% higher, while the training loss fell from 0.5000 to 0.0500\n"
                     "  hint: early_stop = 5 in the train block stops there and keeps that "
-                    "epoch's weights; dropout, fewer units or more data also help")
+                    "epoch's weights; more data, weight decay or dropout also help "
+                    "(docs/overfitting.md)")
     assert overfitting_note(_records([0.9, 0.5, 0.52, 0.54, 0.56, 0.54], train)) is None
     assert overfitting_note(_records([0.9, 0.8, 0.7, 0.5, 0.6, 0.6], train)) is None  # 2 epochs
     flat = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5]

@@ -61,7 +61,8 @@ def overfitting_note(history: list) -> str | None:
             f"({losses[b]:.4f}) and ended {rise}, "
             f"while the training loss fell from {best['loss']:.4f} to {last['loss']:.4f}\n"
             f"  hint: early_stop = {OVERFIT_AFTER + 2} in the train block stops there and keeps "
-            "that epoch's weights; dropout, fewer units or more data also help")
+            "that epoch's weights; more data, weight decay or dropout also help "
+            "(docs/overfitting.md)")
 
 
 CHANCE = 0.02           # a cross-entropy within 2% of log(classes) learned nothing
