@@ -482,8 +482,16 @@ CASES = [
      "[N, 1]", "for a yes/no score use sigmoid (and binary_cross_entropy); for classes, give "
      "the value one entry per class"),
     ("dense_of_a_number", "input x[2]\noutput p = dense(0.2, 10)\n",
-     "m.nn:2:18: error: dense needs a vector per example, but 0.2 does not depend on an input",
-     "a layer takes a value computed from an input: dense(x, 10) with input x[64]"),
+     "m.nn:2:18: error: dense needs a vector per example, but the number 0.2 does not depend "
+     "on an input", "a layer takes a value computed from an input: dense(x, 10) with input x[64]"),
+    ("conv_of_a_number", "input x[1, 8, 8]\noutput p = conv2d(1, 16, 3)\n",
+     "m.nn:2:19: error: conv2d needs [channels, height, width] per example, but the number 1 "
+     "does not depend on an input", "a layer takes a value computed from an input: "
+     "conv2d(x, ...) with input x[1, 28, 28]"),
+    ("maxpool_of_a_param", "param w[1, 4, 4] = ones\noutput p = maxpool(w, 2)\n",
+     "m.nn:2:20: error: maxpool needs [channels, height, width] per example, but 'w' on line 1 "
+     "does not depend on an input", "a layer takes a value computed from an input: "
+     "maxpool(x, ...) with input x[1, 28, 28]"),
     ("dense_of_a_param", "param w[3] = ones\noutput p = dense(w, 10)\n",
      "m.nn:2:18: error: dense needs a vector per example, but 'w' on line 1 does not depend "
      "on an input", "a layer takes a value computed from an input: dense(x, 10) with input "

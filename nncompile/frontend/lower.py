@@ -809,7 +809,7 @@ def lower_dense(lw: Lowering, e: ast.Call) -> Node:
     units = lw.number(e.args[1], "the number of units", COUNT)
     act = _activation_arg(lw, e, 2)
     if x.shape[:1] != (N,):
-        lw.error(_span(e.args[0]), f"dense needs a vector per example, but {_origin(x)} does "
+        lw.error(_span(e.args[0]), f"dense needs a vector per example, but {_constant(x)} does "
                  "not depend on an input", "a layer takes a value computed from an input: "
                  "dense(x, 10) with input x[64]")
     if len(x.shape) != 2:
@@ -845,16 +845,20 @@ def _image_arg(lw: Lowering, e: ast.Call, x: Node) -> tuple:
     """x's per-example (channels, height, width), or a diagnostic in the user's terms."""
     if x.shape[:1] == (N,) and len(x.shape) == 4:
         return x.shape[1:]
-    per = fmt_shape(x.shape[1:]) if x.shape[:1] == (N,) else fmt_shape(x.shape)
+    per = fmt_shape(x.shape[1:])
     hint = "images are declared as [channels, height, width], e.g. input x[1, 28, 28]"
     if x.shape[:1] == (N,) and len(x.shape) == 3:
         hint = f"give it one channel: [1, {x.shape[1]}, {x.shape[2]}]"
     elif x.shape[:1] == (N,) and len(x.shape) == 2 and math.isqrt(x.shape[1]) ** 2 == x.shape[1]:
         side = math.isqrt(x.shape[1])
         hint = f"declare the input as [1, {side}, {side}]; {e.func} comes before flatten"
-    where = "" if x.shape[:1] == (N,) else " (it does not depend on an input)"
+    if x.shape[:1] != (N,):
+        lw.error(_span(e.args[0]), f"{e.func} needs [channels, height, width] per example, but "
+                 f"{_constant(x)} does not depend on an input",
+                 f"a layer takes a value computed from an input: {e.func}(x, ...) with input "
+                 "x[1, 28, 28]")
     lw.error(_span(e.args[0]), f"{e.func} needs [channels, height, width] per example, but "
-             f"{_origin(x)} is {per}{where}", hint)
+             f"{_origin(x)} is {per}", hint)
 
 
 def lower_conv2d(lw: Lowering, e: ast.Call) -> Node:
@@ -955,6 +959,12 @@ def _given(e: ast.Call) -> str:
     named = f" and {'named arguments' if len(e.kwargs) > 1 else 'the named argument'} " \
         f"{named}" if named else ""
     return f"this call gives {n} value{'' if n == 1 else 's'}{named}"
+
+
+def _constant(n: Node) -> str:
+    """A value that does not depend on an input, as the user knows it: 'w' on
+    line 3, the number 2."""
+    return f"the number {n.attrs['value']:g}" if n.op == "const" else _origin(n)
 
 
 def _origin(n: Node) -> str:
