@@ -189,6 +189,15 @@ class Model:
     def ir(self):
         return self.graph
 
+    def reset_params(self, seed: int | None = None) -> None:
+        """Every param back to a fresh draw of its initialiser, from seed (default:
+        the train block's): what compiling the file with `seed = k` gives, so
+        reset_params(k) then fit(seed=k) is the run of that file."""
+        if seed is None:
+            seed = self.train_config.seed
+        _check_option("seed", seed)
+        self.set_params(_initial_params(self.graph, int(seed)))
+
     def set_params(self, values: dict, source: str = "params") -> None:
         if not isinstance(values, dict):
             raise TypeError(f"set_params takes a dict of param name -> array, got "
@@ -473,15 +482,16 @@ class Model:
         except Exception as e:   # a damaged member, or one that needs pickle
             raise DataError(f"the weights file is damaged ({e})", file=path,
                             hint=hint) from None
-        stats = self._read_normalization(values, path)
-        values = {k: v for k, v in values.items() if not k.startswith("normalize:")}
-        missing = [k for k in self.graph.params if k not in values]
-        extra = [k for k in values if k not in self.graph.params]
+        params = {k: v for k, v in values.items() if not k.startswith("normalize:")}
+        missing = [k for k in self.graph.params if k not in params]
+        extra = [k for k in params if k not in self.graph.params]
         if missing:
             also = f"; it holds {', '.join(extra)} instead" if extra else ""
             raise DataError(f"the file lacks param(s) {', '.join(missing)} of model "
                             f"{self.name}{also}", file=path,
                             hint="were these weights trained from another model?")
+        stats = self._read_normalization(values, path)
+        values = params
         self.set_params(values, source=path)
         self.normalization = stats
 

@@ -31,6 +31,108 @@ def _positive_int(text):
     return value
 
 
+# the train settings `run --set` takes: the train block's keys (but device,
+# which is --device) and the optimizer's arguments
+SET_KEYS = ("data", "split", "normalize", "optimizer", "batch", "accumulate", "epochs",
+            "shuffle", "clip", "early_stop", "seed", "lr", "momentum", "beta1", "beta2", "eps")
+OPTIMIZER_ARGS = {"sgd": ("lr", "momentum"), "adam": ("lr", "beta1", "beta2", "eps")}
+
+
+def _setting(text: str) -> dict:
+    """--set KEY=VALUE: the fit overrides of one train setting, the value written
+    as in the train block (optimizer=adam(lr = 0.001), shuffle=false, clip=none)
+    or, for data, a built-in set's name or a file's path from the working folder."""
+    from .diagnostics import did_you_mean
+    from .train.config import CHOICES, LIMITS
+    key, eq, value = (part.strip() for part in text.partition("="))
+    if not eq or not key or not value:
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE, e.g. --set lr=0.1")
+    if key == "device":
+        raise argparse.ArgumentTypeError("the device is chosen with --device cpu|cuda|auto")
+    if key not in SET_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"unknown train setting '{key}'; " +
+            (did_you_mean(key, SET_KEYS) or f"settings: {', '.join(SET_KEYS)}"))
+
+    def number(k, v):
+        if v == "none" and k in ("clip", "early_stop", "split"):
+            return None
+        try:
+            x = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{k} must be a number, got '{v}' (e.g. {LIMITS[k].example})") from None
+        lim = LIMITS[k]
+        if not lim.allows(x):
+            raise argparse.ArgumentTypeError(f"{k} must be {lim.fault(x)}, got {v}")
+        return int(x) if lim.whole else x
+
+    if key == "optimizer":
+        m = re.fullmatch(r"(\w+)\s*(?:\((.*)\))?", value)
+        name = m.group(1) if m else value
+        if name not in OPTIMIZER_ARGS:
+            raise argparse.ArgumentTypeError(f"'{name}' is not an optimizer; optimizer is "
+                                             "sgd(lr, momentum) or adam(lr, beta1, beta2, eps)")
+        out = {"optimizer": name}
+        if m.group(2) is None:      # only the optimizer changes: lr and the rest stay
+            return out
+        from .train.config import TrainConfig
+        out.update({k: getattr(TrainConfig, k) for k in OPTIMIZER_ARGS[name]})   # defaults
+        for part in filter(str.strip, m.group(2).split(",")):
+            k, _, v = (s.strip() for s in part.partition("="))
+            if k not in OPTIMIZER_ARGS[name] or not v:
+                raise argparse.ArgumentTypeError(
+                    f"'{part.strip()}' is not an argument of {name}: write "
+                    f"{name}({', '.join(a + ' = ...' for a in OPTIMIZER_ARGS[name])})")
+            out[k] = number(k, v)
+        if "lr" not in [p.partition("=")[0].strip() for p in m.group(2).split(",")]:
+            raise argparse.ArgumentTypeError(f"{name} needs a learning rate: "
+                                             f"optimizer={name}(lr = 0.01)")
+        return out
+    if key == "data":        # a built-in set, else a path: _settings tells them apart
+        return {"data": value}
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            raise argparse.ArgumentTypeError(f"{key} is one of: {', '.join(CHOICES[key])}, "
+                                             f"got '{value}'")
+        return {key: value}
+    if key == "shuffle":
+        if value not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"shuffle is true or false, got '{value}'")
+        return {key: value == "true"}
+    return {key: number(key, value)}
+
+
+def _settings(args) -> dict:
+    """The fit overrides of run's --set and --epochs; a usage error (exit 2) for
+    a setting given twice, or an optimizer argument the optimizer lacks."""
+    out = {}
+    for one in args.set or []:
+        for k, v in one.items():
+            if k in out:
+                args.command_parser.error(f"--set gives {k} twice")
+            out[k] = v
+    data = out.get("data")
+    if data is not None:
+        from .train.data import BUILTIN
+        from .diagnostics import did_you_mean
+        if data not in BUILTIN and not os.path.exists(data) and re.fullmatch(r"\w+", data):
+            args.command_parser.error(
+                f"argument --set: '{data}' is neither a built-in data set nor a file; " +
+                (did_you_mean(data, BUILTIN) or f"built-in sets: {', '.join(BUILTIN)}"))
+    if args.epochs is not None:
+        if "epochs" in out:
+            args.command_parser.error("--epochs and --set epochs= both give the epochs; "
+                                      "give one")
+        out["epochs"] = args.epochs
+    return out
+
+
+def _shown(v) -> str:
+    """A train setting's value as the train block writes it."""
+    return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def _same_file(a: str, b: str) -> bool:
     """a and b are one file (a hard link, say); False when either is missing."""
     try:
@@ -63,6 +165,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR",
                    help="folder for MODEL.weights.npz and MODEL.history.json "
                         "(default: beside the model)")
+    r.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE",
+                   help="override a train setting, as written in the train block "
+                        "(split=0.9, seed=3, lr=0.1, optimizer='adam(lr = 0.001)', "
+                        "data=my.csv); may be repeated")
+    r.add_argument("--weights", metavar="FILE",
+                   help="start from weights written by `nncompile run` instead of the "
+                        "initialisers (to train on, or fine-tune)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
     r.add_argument("--grad-rms", action="store_true",
                    help="measure each param's RMS gradient on a fixed batch after every "
@@ -223,14 +332,21 @@ class _Diverged(Exception):
 
 def cmd_run(args) -> int:
     from .train.loop import Interrupted
+    overrides = _settings(args)
     model = _compile(args.model, device=args.device,    # None: the file's device
                      quiet=args.quiet)                   # quiet: no "using the CPU" line
-    cfg = model.train_config
-    if not cfg.present:
+    if not model.train_config.present:
         raise DataError("this model has no train block, so `run` has nothing to do",
                         file=args.model, hint="add a train { ... } block, or use "
                                               "`nncompile check` / `emit`")
-    epochs = cfg.epochs if args.epochs is None else args.epochs
+    optimizer = overrides.get("optimizer", model.train_config.optimizer)
+    for k in overrides:
+        if k in ("momentum", "beta1", "beta2", "eps") and k not in OPTIMIZER_ARGS[optimizer]:
+            args.command_parser.error(f"argument --set: {k} is not a setting of {optimizer}, "
+                                      "this run's optimizer; it takes "
+                                      f"{', '.join(OPTIMIZER_ARGS[optimizer])}")
+    cfg = model.config(**overrides)
+    epochs = cfg.epochs
     stem = os.path.basename(args.model)
     stem = stem[:-3] if stem.endswith(".nn") else stem
     folder = args.out if args.out is not None else os.path.dirname(os.path.abspath(args.model))
@@ -246,6 +362,11 @@ def cmd_run(args) -> int:
     if epochs == 0:      # nothing trained: keep any weights a run before wrote
         print(f"nncompile: {model.name}: 0 epochs, nothing to train; nothing was written")
         return 0
+    if "seed" in overrides:     # the initial weights too, as seed = k in the file draws them
+        model.reset_params(overrides["seed"])
+    if args.weights is not None:
+        model.load(args.weights)
+    given = {k: v for one in args.set or [] for k, v in one.items()}
 
     start = {}
 
@@ -254,11 +375,15 @@ def cmd_run(args) -> int:
         if args.quiet:
             return
         held = f" + {rows['test']} held out" if rows["test"] else ""
-        print(f"nncompile: training {model.name} on {cfg.data}, "
+        print(f"nncompile: training {model.name} on {given.get('data', cfg.data)}, "
               f"{plural(rows['train'], 'example')}{held} "
               f"({model.device}, {epochs} epoch{'' if epochs == 1 else 's'}, "
               f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
                                       else "") + ")", flush=True)
+        if given:
+            print("  with --set " + ", ".join(f"{k} = {_shown(v)}" for k, v in given.items()))
+        if args.weights is not None:
+            print(f"  starting from the weights in {args.weights}")
 
     seen = []
 
@@ -271,32 +396,40 @@ def cmd_run(args) -> int:
             raise _Diverged(record["epoch"], record["loss"])
 
     try:
-        history = model.fit(epochs=epochs, on_epoch=report, on_start=header,
-                            grad_rms=args.grad_rms)
+        history = model.fit(on_epoch=report, on_start=header, grad_rms=args.grad_rms,
+                            **overrides)
     except Interrupted as e:
         print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
               "nothing was written", file=sys.stderr)
         return 130
     except DataError as e:
-        raise _at_data_line(model, e) from None
+        raise (e if "data" in overrides else _at_data_line(model, e)) from None
     except _Diverged as e:
         if args.grad_rms:
-            print("\n".join(grad_rms_lines(model, start["grad_rms"], seen, start["train"])))
+            print("\n".join(grad_rms_lines(model, cfg, start["grad_rms"], seen,
+                                            start["train"])))
         span = cfg.span("optimizer")
+        step = [f"{k} = {_shown(v)}" for k, v in given.items()
+                if k in ("optimizer", "lr", "clip", "batch", "accumulate")]
         raise NNCompileError(Diagnostic(
             span, f"training diverged: the loss became {e.loss} in epoch {e.epoch} of "
-                  f"{epochs} (exploding gradients), so the run stopped and wrote nothing",
+                  f"{epochs} (exploding gradients), so the run stopped and wrote nothing" +
+                  (f" (with --set {', '.join(step)})" if step else ""),
             "use a smaller lr, set clip = 1.0 in the train block, or start from smaller "
             "weights; `nncompile check` shows how far the first step moves each param"
         ).render(model.source)) from None
     doc = {"model": model.name, "file": args.model, "device": model.device}
+    if given:
+        doc["set"] = given
+    if args.weights is not None:
+        doc["weights_from"] = args.weights
     if "grad_rms" in start:
         doc["grad_rms_start"] = start["grad_rms"]
     text = json.dumps({**doc, "epochs": history}, indent=1)
     try:     # a Ctrl-C while writing waits until both files are written (write_files)
         write_files([(weights, model.write_params),
                      (history_path, lambda f: f.write(text.encode()))])
-        summarize(model, history, start, args)
+        summarize(model, cfg, history, start, args)
     except KeyboardInterrupt:
         print(f"nncompile: interrupted; wrote {weights} and {history_path}", file=sys.stderr)
         return 130
@@ -305,12 +438,11 @@ def cmd_run(args) -> int:
     return 0
 
 
-def summarize(model, history: list, start: dict, args) -> None:
+def summarize(model, cfg, history: list, start: dict, args) -> None:
     """What `run` prints after training: early stopping, the final losses and
     accuracies (of the kept epoch), a note (train/notes.py), the --grad-rms
     table. history has one epoch or more: `run` stops before training 0 epochs."""
     from .train import notes
-    cfg = model.train_config
     best = next((r for r in history if r.get("best")), None)
     for line in notes.early_stop_lines(history, cfg.early_stop):
         print(line)
@@ -323,17 +455,18 @@ def summarize(model, history: list, start: dict, args) -> None:
     if "train_accuracy" in last and "test_accuracy" in last:
         summary.append(f"gap {last['train_accuracy'] - last['test_accuracy']:+.4f}")
     print("final: " + ", ".join(summary))
-    note = notes.note(model, history)
+    note = notes.note(model, cfg, history)
     if note:
         print(note)
     if args.grad_rms:
-        print("\n".join(grad_rms_lines(model, start["grad_rms"], history, start["train"])))
+        print("\n".join(grad_rms_lines(model, cfg, start["grad_rms"], history,
+                                        start["train"])))
 
 
 GRAD_COLUMNS = 5        # epochs shown in run --grad-rms's table, besides the start
 
 
-def grad_rms_lines(model, start: dict, history: list, examples: int) -> list:
+def grad_rms_lines(model, cfg, start: dict, history: list, examples: int) -> list:
     """run --grad-rms's table: each param's RMS gradient on the probe batch at
     the start and after up to GRAD_COLUMNS epochs spread over the run, and,
     for two or more weights (params of two or more axes), how many times the
@@ -355,7 +488,6 @@ def grad_rms_lines(model, start: dict, history: list, examples: int) -> list:
                 return "-"
             return f"{max(sizes) / min(sizes):.0f}x"
         rows.append(("largest / smallest weight",) + tuple(spread(g) for _, g in columns))
-    cfg = model.train_config
     rows_used = min(cfg.batch * cfg.accumulate, examples)
     return [f"gradient RMS of each param on a fixed batch, the "
             f"{plural(rows_used, 'example')} of the first update (as `check` shows them at "

@@ -252,13 +252,13 @@ def test_the_chance_note_needs_a_loss_within_2_percent_of_ln_k_and_a_chance_accu
     from nncompile.train.notes import chance_note
     model = nncompile.compile(str(work / "digits_mlp.nn"), device="cpu", quiet=True)
     ln10 = math.log(10)
-    assert chance_note(model, {"loss": 0.981 * ln10}).startswith("note: the network learned")
-    assert chance_note(model, {"loss": 1.019 * ln10, "train_accuracy": 0.2}) is not None
-    assert chance_note(model, {"loss": 0.979 * ln10}) is None
-    assert chance_note(model, {"loss": 1.021 * ln10}) is None
-    assert chance_note(model, {"loss": ln10, "train_accuracy": 0.21}) is None
+    assert chance_note(model, model.train_config, {"loss": 0.981 * ln10}).startswith("note: the network learned")
+    assert chance_note(model, model.train_config, {"loss": 1.019 * ln10, "train_accuracy": 0.2}) is not None
+    assert chance_note(model, model.train_config, {"loss": 0.979 * ln10}) is None
+    assert chance_note(model, model.train_config, {"loss": 1.021 * ln10}) is None
+    assert chance_note(model, model.train_config, {"loss": ln10, "train_accuracy": 0.21}) is None
     sine = nncompile.compile(os.path.join(SAMPLES, "sine.nn"), device="cpu", quiet=True)
-    assert chance_note(sine, {"loss": ln10}) is None
+    assert chance_note(sine, sine.train_config, {"loss": ln10}) is None
 
 
 def test_a_run_whose_loss_grows_says_the_steps_overshoot(work):
@@ -1041,3 +1041,114 @@ def test_quiet_leaves_out_the_device_line(tmp_path):
             str(tmp_path), cwd=tmp_path)
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith("final: loss ")
+
+
+def _untimed(history):
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+def _edited(text, **lines):
+    """The train block with each KEY's line replaced by KEY = VALUE, or added."""
+    import re
+    for key, value in lines.items():
+        text, n = re.subn(rf"^(  {key}\s*=\s*)\S.*$", rf"\g<1>{value}", text, flags=re.M)
+        if n == 0:
+            text = text.replace("  epochs", f"  {key} = {value}\n  epochs")
+    return text
+
+
+def test_run_set_is_the_run_of_the_file_with_those_lines(work):
+    r = cli("run", "digits_mlp.nn", "--device", "cpu", "--epochs", "3", "--set", "split=0.9",
+            "--set", "seed=3", "--set", "optimizer=sgd(lr = 0.1)", "--set", "shuffle=false",
+            cwd=work)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == [
+        "nncompile: training digits_mlp on digits, 180 examples + 1617 held out (cpu, 3 "
+        "epochs, batch 32)",
+        "  with --set split = 0.9, seed = 3, optimizer = sgd, lr = 0.1, momentum = 0.0, "
+        "shuffle = false"]
+    history = json.loads((work / "digits_mlp.history.json").read_text())
+    assert history["set"] == {"split": 0.9, "seed": 3, "optimizer": "sgd", "lr": 0.1,
+                              "momentum": 0.0, "shuffle": False}
+    text = _edited((work / "digits_mlp.nn").read_text(), split="0.9", seed="3",
+                   optimizer="sgd(lr = 0.1)", shuffle="false", epochs="3")
+    model = nncompile.compile_source(text, device="cpu", quiet=True)
+    assert _untimed(model.fit()) == _untimed(history["epochs"])   # init, held-out rows, steps
+    with np.load(work / "digits_mlp.weights.npz", allow_pickle=False) as z:
+        for k, v in model.params.items():
+            np.testing.assert_array_equal(z[k], v)
+
+
+def test_run_set_lr_changes_only_the_lr(work):
+    r = cli("run", "digits_mlp.nn", "--device", "cpu", "--set", "lr=0.02", "--set",
+            "epochs=2", "--quiet", cwd=work)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((work / "digits_mlp.history.json").read_text())
+    text = _edited((work / "digits_mlp.nn").read_text(),
+                   optimizer="sgd(lr = 0.02, momentum = 0.9)", epochs="2")
+    model = nncompile.compile_source(text, device="cpu", quiet=True)
+    assert _untimed(model.fit()) == _untimed(history["epochs"])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["lrr=0.1"], "argument --set: unknown train setting 'lrr'; did you mean 'lr'?"),
+    (["lr"], "argument --set: 'lr' is not KEY=VALUE, e.g. --set lr=0.1"),
+    (["lr=-1"], "argument --set: lr must be positive, got -1"),
+    (["lr=fast"], "argument --set: lr must be a number, got 'fast' (e.g. sgd(lr = 0.01))"),
+    (["batch=2.5"], "argument --set: batch must be a whole number of 1 or more, got 2.5"),
+    (["split=1"], "argument --set: split must be below 1, got 1"),
+    (["device=cuda"], "argument --set: the device is chosen with --device cpu|cuda|auto"),
+    (["normalize=zscore"], "argument --set: normalize is one of: none, minmax, standardize, "
+                           "got 'zscore'"),
+    (["shuffle=yes"], "argument --set: shuffle is true or false, got 'yes'"),
+    (["optimizer=rmsprop(lr = 0.1)"], "argument --set: 'rmsprop' is not an optimizer"),
+    (["optimizer=adam(beta1 = 0.8)"], "argument --set: adam needs a learning rate: "
+                                      "optimizer=adam(lr = 0.01)"),
+    (["optimizer=sgd(lr = 0.1, nesterov = 1)"], "argument --set: 'nesterov = 1' is not an "
+                                                "argument of sgd"),
+    (["optimizer=adam", "momentum=0.5"], "argument --set: momentum is not a setting of adam, "
+                                         "this run's optimizer; it takes lr, beta1, beta2, eps"),
+    (["seed=1", "seed=2"], "--set gives seed twice"),
+    (["epochs=3", "--epochs", "4"], "--epochs and --set epochs= both give the epochs"),
+    (["data=digit"], "argument --set: 'digit' is neither a built-in data set nor a file; "
+                     "did you mean 'digits'?"),
+])
+def test_run_set_faults_are_usage_errors_that_write_nothing(work, settings, message):
+    args = [a if a.startswith("--") or a.isdigit() else f"--set={a}" for a in settings]
+    r = cli("run", "digits_mlp.nn", "--device", "cpu", *args, cwd=work)
+    usage_error(r, message)
+    assert sorted(os.listdir(work)) == ["digits_mlp.nn", "xor.nn"]
+
+
+def test_run_set_data_is_a_path_from_the_working_folder(work):
+    (work / "sub").mkdir()
+    (work / "sub" / "gates.csv").write_text("0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    r = cli("run", "../xor.nn", "--device", "cpu", "--set", "data=gates.csv", "--epochs", "2",
+            cwd=work / "sub")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("nncompile: training xor on gates.csv, 3 examples + 1 held out")
+    (work / "sub" / "bad.csv").write_text("0,0,0\n0,1,x\n")
+    before = (work / "xor.weights.npz").read_bytes()
+    r = cli("run", "../xor.nn", "--device", "cpu", "--set", "data=bad.csv", cwd=work / "sub")
+    user_fault(r, f"{work / 'sub' / 'bad.csv'}:2: error: column 3: 'x' is not a finite number")
+    assert (work / "xor.weights.npz").read_bytes() == before
+
+
+def test_run_weights_trains_on_from_a_run_before(work):
+    assert cli("run", "xor.nn", "--device", "cpu", "--epochs", "20", "--quiet",
+               cwd=work).returncode == 0
+    os.rename(work / "xor.weights.npz", work / "first.npz")
+    r = cli("run", "xor.nn", "--device", "cpu", "--epochs", "5", "--weights", "first.npz",
+            cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == "  starting from the weights in first.npz"
+    history = json.loads((work / "xor.history.json").read_text())
+    assert history["weights_from"] == "first.npz"
+    model = nncompile.compile(str(work / "xor.nn"), device="cpu", quiet=True)
+    model.load(str(work / "first.npz"))
+    assert _untimed(model.fit(epochs=5)) == _untimed(history["epochs"])
+
+    r = cli("run", "xor.nn", "--device", "cpu", "--weights", "none.npz", cwd=work)
+    user_fault(r, "none.npz: error: no such weights file")
+    assert json.loads((work / "xor.history.json").read_text()) == history    # untouched

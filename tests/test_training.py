@@ -752,3 +752,22 @@ def test_loss_and_gradients_of_a_model_without_a_loss_are_a_data_error():
         assert str(e.value) == ("f.nn: error: the model has no loss statement, so there is no "
                                 "loss or gradient to compute\n"
                                 "hint: add a 'loss' statement, e.g. loss mse(p, y)")
+
+
+def test_reset_params_draws_the_initial_values_of_a_seed_again():
+    with open(os.path.join(os.path.dirname(__file__), "..", "samples", "xor.nn")) as f:
+        text = f.read()
+    model = nncompile.compile_source(text, device="cpu", quiet=True)
+    start = model.params
+    model.fit(epochs=5)
+    model.reset_params()                     # the train block's seed (1)
+    for k, v in start.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    other = nncompile.compile_source(text.replace("seed      = 1", "seed = 7"), device="cpu",
+                                     quiet=True)
+    model.reset_params(7)
+    for k, v in other.params.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    assert not np.array_equal(model.params["h.weight"], start["h.weight"])
+    with pytest.raises(ValueError, match="seed must be a whole number of 0 or more, got -1"):
+        model.reset_params(-1)

@@ -12,14 +12,14 @@ import numpy as np
 from ..diagnostics import plural
 
 
-def note(model, history: list) -> str | None:
+def note(model, cfg, history: list) -> str | None:
     """The one note `run` prints after the final line, the first that holds of:
     chance, perceptron, rising, overfitting (not with early_stop, which acted
-    on it). history has one epoch or more."""
+    on it). cfg: the train settings the run used; history has one epoch or more."""
     best = next((r for r in history if r.get("best")), None)
-    return chance_note(model, best or history[-1]) or perceptron_note(model, history) or \
-        rising_note(history) or \
-        (None if model.train_config.early_stop else overfitting_note(history))
+    return chance_note(model, cfg, best or history[-1]) or \
+        perceptron_note(model, history) or rising_note(history) or \
+        (None if cfg.early_stop else overfitting_note(history))
 
 
 def early_stop_lines(history: list, patience) -> list:
@@ -68,7 +68,7 @@ def overfitting_note(history: list) -> str | None:
 CHANCE = 0.02           # a cross-entropy within 2% of log(classes) learned nothing
 
 
-def chance_note(model, last: dict) -> str | None:
+def chance_note(model, cfg, last: dict) -> str | None:
     """A note when a `cross_entropy` over K classes ended within CHANCE of
     ln K, what predicting 1/K for every class gives, at a training accuracy
     (if known) of at most 2/K: the network learned nothing (dead relus after
@@ -82,7 +82,7 @@ def chance_note(model, last: dict) -> str | None:
             last.get("train_accuracy", 0) > 2 / classes:
         return None
     cures = ["a smaller lr"]
-    if model.train_config.normalize == "none":
+    if cfg.normalize == "none":
         cures.append("normalize = standardize")
     return (f"note: the network learned nothing: its training loss ended at "
             f"{last['loss']:.4f}, what giving each of the {classes} classes the same "
