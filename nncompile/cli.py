@@ -120,12 +120,36 @@ def _settings(args) -> dict:
             args.command_parser.error(
                 f"argument --set: '{data}' is neither a built-in data set nor a file; " +
                 (did_you_mean(data, BUILTIN) or f"built-in sets: {', '.join(BUILTIN)}"))
-    if args.epochs is not None:
+    if getattr(args, "epochs", None) is not None:
         if "epochs" in out:
             args.command_parser.error("--epochs and --set epochs= both give the epochs; "
                                       "give one")
         out["epochs"] = args.epochs
+    if getattr(args, "batch", None) is not None:        # trace --batch K
+        if "batch" in out:
+            args.command_parser.error("--batch and --set batch= both give the batch; give one")
+        out.update(batch=args.batch, accumulate=1)
     return out
+
+
+def _apply_settings(model, args, overrides: dict) -> None:
+    """The model's train settings become its train block's with overrides in
+    their place; seed draws the initial weights again, as seed = k in the file
+    does. An optimizer argument the optimizer lacks is a usage error."""
+    optimizer = overrides.get("optimizer", model.train_config.optimizer)
+    for k in overrides:
+        if k in ("momentum", "beta1", "beta2", "eps") and k not in OPTIMIZER_ARGS[optimizer]:
+            args.command_parser.error(f"argument --set: {k} is not a setting of {optimizer}, "
+                                      "this run's optimizer; it takes "
+                                      f"{', '.join(OPTIMIZER_ARGS[optimizer])}")
+    if "seed" in overrides:
+        model.reset_params(overrides["seed"])
+    model.train_config = model.config(**overrides)
+
+
+def _given(args) -> dict:
+    """The settings of --set, as given (a path as written), for headers and histories."""
+    return {k: v for one in args.set or [] for k, v in one.items()}
 
 
 def _shown(v) -> str:
@@ -148,6 +172,13 @@ def _count(text):
     return value
 
 
+def _add_set(p) -> None:
+    p.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE",
+                   help="a train setting in place of the train block's, written as there "
+                        "(split=0.9, seed=3, lr=0.1, 'optimizer=adam(lr = 0.001)', "
+                        "data=my.csv); may be repeated")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nncompile", epilog=EPILOG,
                                 description="Compile, train and run neural networks "
@@ -165,10 +196,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR",
                    help="folder for MODEL.weights.npz and MODEL.history.json "
                         "(default: beside the model)")
-    r.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE",
-                   help="override a train setting, as written in the train block "
-                        "(split=0.9, seed=3, lr=0.1, optimizer='adam(lr = 0.001)', "
-                        "data=my.csv); may be repeated")
+    _add_set(r)
     r.add_argument("--weights", metavar="FILE",
                    help="start from weights written by `nncompile run` instead of the "
                         "initialisers (to train on, or fine-tune)")
@@ -180,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check names and shapes, print a summary and "
                                      "verify gradients against finite differences")
     c.add_argument("model", metavar="MODEL.nn")
+    _add_set(c)
 
     t = sub.add_parser("trace", help="show one training step value by value: forward, "
                                      "the chain rule backward, the update", epilog=EPILOG)
@@ -189,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--weights", metavar="FILE",
                    help="start from weights written by `nncompile run` (default: the init)")
     t.add_argument("--full", action="store_true", help="print every array in full")
+    _add_set(t)
 
     e = sub.add_parser("emit", help="print a compiled stage")
     e.add_argument("model", metavar="MODEL.nn")
@@ -339,13 +369,8 @@ def cmd_run(args) -> int:
         raise DataError("this model has no train block, so `run` has nothing to do",
                         file=args.model, hint="add a train { ... } block, or use "
                                               "`nncompile check` / `emit`")
-    optimizer = overrides.get("optimizer", model.train_config.optimizer)
-    for k in overrides:
-        if k in ("momentum", "beta1", "beta2", "eps") and k not in OPTIMIZER_ARGS[optimizer]:
-            args.command_parser.error(f"argument --set: {k} is not a setting of {optimizer}, "
-                                      "this run's optimizer; it takes "
-                                      f"{', '.join(OPTIMIZER_ARGS[optimizer])}")
-    cfg = model.config(**overrides)
+    _apply_settings(model, args, overrides)
+    cfg = model.train_config
     epochs = cfg.epochs
     stem = os.path.basename(args.model)
     stem = stem[:-3] if stem.endswith(".nn") else stem
@@ -362,11 +387,9 @@ def cmd_run(args) -> int:
     if epochs == 0:      # nothing trained: keep any weights a run before wrote
         print(f"nncompile: {model.name}: 0 epochs, nothing to train; nothing was written")
         return 0
-    if "seed" in overrides:     # the initial weights too, as seed = k in the file draws them
-        model.reset_params(overrides["seed"])
     if args.weights is not None:
         model.load(args.weights)
-    given = {k: v for one in args.set or [] for k, v in one.items()}
+    given = _given(args)
 
     start = {}
 
@@ -396,8 +419,7 @@ def cmd_run(args) -> int:
             raise _Diverged(record["epoch"], record["loss"])
 
     try:
-        history = model.fit(on_epoch=report, on_start=header, grad_rms=args.grad_rms,
-                            **overrides)
+        history = model.fit(on_epoch=report, on_start=header, grad_rms=args.grad_rms)
     except Interrupted as e:
         print(f"nncompile: interrupted after {len(e.history)} of {epochs} epochs; "
               "nothing was written", file=sys.stderr)
@@ -517,7 +539,9 @@ def cmd_check(args) -> int:
     import numpy as np
 
     from .check import gradient_check, gradient_sizes, summary
+    overrides = _settings(args)
     model = _compile(args.model, device="cpu", quiet=True)
+    _apply_settings(model, args, overrides)
     print(summary(model))
     if model.graph.loss is None:
         print("no loss: nothing to differentiate")
@@ -546,15 +570,16 @@ def cmd_check(args) -> int:
 # trace -----------------------------------------------------------------------
 
 def cmd_trace(args) -> int:
+    overrides = _settings(args)
     model = _compile(args.model, device="cpu", quiet=True)
+    _apply_settings(model, args, overrides)
     if args.weights:
         model.load(args.weights)
     cfg = model.train_config
-    overrides = {} if args.batch is None else {"batch": args.batch, "accumulate": 1}
     try:
-        t = model.trace(**overrides)
+        t = model.trace()
     except DataError as e:
-        raise _at_data_line(model, e) from None
+        raise (e if "data" in overrides else _at_data_line(model, e)) from None
     t.full = args.full
     sys.stdout.write(str(t))
     if args.weights:

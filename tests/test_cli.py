@@ -1152,3 +1152,22 @@ def test_run_weights_trains_on_from_a_run_before(work):
     r = cli("run", "xor.nn", "--device", "cpu", "--weights", "none.npz", cwd=work)
     user_fault(r, "none.npz: error: no such weights file")
     assert json.loads((work / "xor.history.json").read_text()) == history    # untouched
+
+
+def test_check_and_trace_take_set_as_run_does(work):
+    def first_step(*args):
+        r = cli("check", "digits_mlp.nn", *args, cwd=work)
+        assert r.returncode == 0, r.stderr
+        row = [ln for ln in r.stdout.splitlines() if ln.startswith("  logits.weight")][-1]
+        return float(row.split()[-1])
+    # the first step is lr times the gradient (momentum has nothing yet)
+    assert first_step("--set", "lr=0.5") == pytest.approx(10 * first_step(), rel=0.02)
+    r = cli("trace", "xor.nn", "--set", "seed=5", "--set", "lr=1", cwd=work)
+    assert r.returncode == 0, r.stderr
+    model = nncompile.compile(str(work / "xor.nn"), device="cpu", quiet=True)
+    model.reset_params(5)
+    assert r.stdout == str(model.trace(seed=5, lr=1.0))
+    usage_error(cli("trace", "xor.nn", "--batch", "2", "--set", "batch=3", cwd=work),
+                "--batch and --set batch= both give the batch; give one")
+    usage_error(cli("check", "xor.nn", "--set", "momentum=0.9", "--set", "optimizer=adam",
+                    cwd=work), "momentum is not a setting of adam")
