@@ -12,7 +12,7 @@ import re
 import sys
 
 from .diagnostics import DataError, Diagnostic, ModelWarning, NNCompileError, plural
-from .train.config import MAX_INT
+from .train.config import MAX_INT, shown
 
 # numpy, lark and the compiler are imported inside the commands, after main()
 # is ready to catch a Ctrl-C (their imports take about half a second).
@@ -150,11 +150,6 @@ def _apply_settings(model, args, overrides: dict) -> None:
 def _given(args) -> dict:
     """The settings of --set, as given (a path as written), for headers and histories."""
     return {k: v for one in args.set or [] for k, v in one.items()}
-
-
-def _shown(v) -> str:
-    """A train setting's value as the train block writes it."""
-    return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -404,7 +399,7 @@ def cmd_run(args) -> int:
               f"batch {cfg.batch}" + (f" x {cfg.accumulate} accumulated" if cfg.accumulate > 1
                                       else "") + ")", flush=True)
         if given:
-            print("  with --set " + ", ".join(f"{k} = {_shown(v)}" for k, v in given.items()))
+            print("  with --set " + ", ".join(f"{k} = {shown(v)}" for k, v in given.items()))
         if args.weights is not None:
             print(f"  starting from the weights in {args.weights}")
 
@@ -431,7 +426,7 @@ def cmd_run(args) -> int:
             print("\n".join(grad_rms_lines(model, cfg, start["grad_rms"], seen,
                                             start["train"])))
         span = cfg.span("optimizer")
-        step = [f"{k} = {_shown(v)}" for k, v in given.items()
+        step = [f"{k} = {shown(v)}" for k, v in given.items()
                 if k in ("optimizer", "lr", "clip", "batch", "accumulate")]
         raise NNCompileError(Diagnostic(
             span, f"training diverged: the loss became {e.loss} in epoch {e.epoch} of "
@@ -750,9 +745,10 @@ def cmd_plot(args) -> int:
     read = [plot.read_history(p) for p in paths]
     stems = [os.path.basename(p).removesuffix(".json").removesuffix(".history")
              for p in paths]
-    labels = [name for name, _, _ in read] if len(read) == 1 else stems
+    labels = [name for name, *_ in read] if len(read) == 1 else stems
     histories, starts = {}, {}
-    for i, (label, (_, records, start)) in enumerate(zip(labels, read)):
+    for i, (label, (_, records, start, settings)) in enumerate(zip(labels, read)):
+        label = f"{label} ({settings})" if settings else label      # run --set's
         label = label if label not in histories else f"{label} ({i + 1})"
         histories[label] = records
         if start is not None:

@@ -10,6 +10,7 @@ import json
 import os
 
 from .diagnostics import DataError
+from .train.config import shown
 
 FORMATS = (".png", ".svg", ".pdf")
 HINT_RUN = "`nncompile run MODEL.nn` writes MODEL.history.json; plot that file"
@@ -22,10 +23,11 @@ def history_path(path: str) -> str:
     return path[:-3] + ".history.json" if path.endswith(".nn") else path
 
 
-def read_history(path: str) -> tuple[str, list, dict | None]:
-    """(model name, per-epoch records, the RMS gradients at the start or None)
-    from a history file written by `run` (`run --grad-rms` adds the
-    gradients: "grad_rms_start" and each record's "grad_rms")."""
+def read_history(path: str) -> tuple[str, list, dict | None, str]:
+    """(model name, per-epoch records, the RMS gradients at the start or None,
+    the settings of `run --set` as text or "") from a history file written by
+    `run` (`run --grad-rms` adds the gradients: "grad_rms_start" and each
+    record's "grad_rms")."""
     if not os.path.isfile(path):
         what = "a folder, not a history file" if os.path.isdir(path) else "no such history file"
         raise DataError(what, file=path, hint=HINT_RUN)
@@ -58,7 +60,11 @@ def read_history(path: str) -> tuple[str, list, dict | None]:
     if start is not None and not _numbers(start):
         raise DataError(f"'grad_rms_start' is {start!r}, not a table of param names and "
                         "numbers", file=path, hint=HINT_RUN)
-    return str(doc.get("model", os.path.basename(path))), records, start
+    given = doc.get("set")
+    settings = ", ".join(f"{k} = {shown(v)}" for k, v in given.items()) \
+        if isinstance(given, dict) else ""
+    return str(doc.get("model", os.path.basename(path))), records, start, settings
+
 
 
 def _number(v) -> bool:

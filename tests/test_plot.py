@@ -132,6 +132,22 @@ def test_cli_plots_several_runs_to_svg(runs):
     assert "xor, training" in text and "sine, held-out" in text
 
 
+def test_runs_with_other_settings_are_labelled_by_them(runs):
+    for lr in ("0.1", "0.5"):
+        r = cli("run", "xor.nn", "--epochs", "3", "--device", "cpu", "--quiet", "--set",
+                f"lr={lr}", "--set", "shuffle=false", "--out", f"lr{lr}", cwd=runs)
+        assert r.returncode == 0, r.stderr
+    r = cli("plot", "lr0.1/xor.history.json", "lr0.5/xor.history.json", "xor.history.json",
+            "--output", "lrs.svg", cwd=runs)
+    assert r.returncode == 0, r.stderr
+    text = (runs / "lrs.svg").read_text()
+    for label in ("xor (lr = 0.1, shuffle = false), training",
+                  "xor (lr = 0.5, shuffle = false), training", "xor, training"):
+        assert label in text, label
+    assert plot.read_history(str(runs / "lr0.5" / "xor.history.json"))[3] == \
+        "lr = 0.5, shuffle = false"
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no such history file"),
     ("folder", "a folder, not a history file"),

@@ -14,6 +14,11 @@ from ..diagnostics import Span
 MAX_INT = 2 ** 31 - 1      # counts (batch, epochs, ...) and sizes fit a C int everywhere
 
 
+def shown(v) -> str:
+    """A setting's value as the train block writes it: none, true, 0.1."""
+    return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def _num(v: float) -> str:
     return str(int(v)) if v == int(v) else f"{v:g}"
 
