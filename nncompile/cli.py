@@ -11,7 +11,8 @@ import os
 import re
 import sys
 
-from .diagnostics import DataError, Diagnostic, ModelWarning, NNCompileError, plural
+from .diagnostics import (DataError, Diagnostic, ModelWarning, NNCompileError, did_you_mean,
+                          plural)
 from .train.config import MAX_INT, shown
 
 # numpy, lark and the compiler are imported inside the commands, after main()
@@ -42,7 +43,6 @@ def _setting(text: str) -> dict:
     """--set KEY=VALUE: the fit overrides of one train setting, the value written
     as in the train block (optimizer=adam(lr = 0.001), shuffle=false, clip=none)
     or, for data, a built-in set's name or a file's path from the working folder."""
-    from .diagnostics import did_you_mean
     from .train.config import CHOICES, LIMITS
     key, eq, value = (part.strip() for part in text.partition("="))
     if not eq or not key or not value:
@@ -104,8 +104,9 @@ def _setting(text: str) -> dict:
 
 
 def _settings(args) -> dict:
-    """The fit overrides of run's --set and --epochs; a usage error (exit 2) for
-    a setting given twice, or an optimizer argument the optimizer lacks."""
+    """The fit overrides of --set, run's --epochs and trace's --batch; a usage
+    error (exit 2) for a setting given twice or a data set that is neither
+    built in nor a file."""
     out = {}
     for one in args.set or []:
         for k, v in one.items():
@@ -115,7 +116,6 @@ def _settings(args) -> dict:
     data = out.get("data")
     if data is not None:
         from .train.data import BUILTIN
-        from .diagnostics import did_you_mean
         if data not in BUILTIN and not os.path.exists(data) and re.fullmatch(r"\w+", data):
             args.command_parser.error(
                 f"argument --set: '{data}' is neither a built-in data set nor a file; " +
