@@ -201,6 +201,13 @@ def test_matmul_infer_names_both_shapes():
         REGISTRY["matmul"].infer([("N", 3), (4, 2)], {})
 
 
+@pytest.mark.parametrize("shape", [(), ("N",)])
+def test_log_softmax_of_one_number_says_what_to_apply_it_to(shape):
+    with pytest.raises(ShapeError, match="normalise along the last axis") as e:
+        REGISTRY["log_softmax"].infer([shape], {})
+    assert e.value.hint == "apply it to a value with one entry per class, e.g. logits[10]"
+
+
 def test_sigmoid_does_not_overflow_for_large_inputs():
     x = np.array([-1000.0, 0.0, 1000.0], np.float32)
     np.testing.assert_array_equal(REGISTRY["sigmoid"].eval([x], {}), [0.0, 0.5, 1.0])

@@ -116,7 +116,9 @@ define("count", "reduce", _count_infer, _count_eval, lambda b, n, g: [None],
 def _log_softmax_infer(shapes, attrs):
     (s,) = shapes
     if len(s) < 1:
-        raise ShapeError("log_softmax needs at least one axis")
+        raise ShapeError("softmax and log_softmax normalise along the last axis, and a "
+                         "single number has none",
+                         "apply it to a value with one entry per class, e.g. logits[10]")
     if s == (N,):
         raise ShapeError("softmax and log_softmax normalise along the last axis of one "
                          "example, and this value is one number per example",
